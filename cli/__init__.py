@@ -1,0 +1,1 @@
+"""The ``downscale`` command line (installed as ``downscale.cli``)."""

@@ -1,0 +1,41 @@
+"""downscale: neural-network emulators of regional climate models.
+
+Train an emulator once (``downscale train``), then downscale any projection in
+seconds::
+
+    import downscale
+    emu = downscale.load("runs/perfect-model-iberia")
+    fine = emu.downscale(coarse_dataset)   # xr.Dataset on the RCM grid
+
+Importing this package is cheap: torch and the data stack load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from downscale._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from downscale.api import Emulator, load
+    from downscale.recipe import Recipe, load_recipe
+    from downscale.train.run import train
+
+__all__ = ["Emulator", "Recipe", "__version__", "load", "load_recipe", "train"]
+
+_LAZY = {
+    "Emulator": "downscale.api",
+    "load": "downscale.api",
+    "Recipe": "downscale.recipe",
+    "load_recipe": "downscale.recipe",
+    "train": "downscale.train.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'downscale' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,155 @@
+"""The emulator bundle: everything ``apply`` needs, and nothing executable.
+
+A bundle is a folder::
+
+    bundle.json          format version, variables, units, grids, normaliser,
+                         static-field names, recipe, provenance, lineage
+    weights.safetensors  model weights
+    arrays.safetensors   static fields, validity mask and other arrays
+    MANIFEST.json        sha256 of each file above; its own hash is the bundle id
+
+Loading never unpickles: safetensors plus JSON only.  A missing or edited file,
+or a bundle written by a newer format than this code reads, is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from downscale.errors import BundleError
+
+__all__ = ["FORMAT_VERSION", "Bundle", "load_bundle", "save_bundle"]
+
+FORMAT_VERSION = 1
+_META = "bundle.json"
+_WEIGHTS = "weights.safetensors"
+_ARRAYS = "arrays.safetensors"
+_MANIFEST = "MANIFEST.json"
+_FILES = (_META, _WEIGHTS, _ARRAYS)
+
+
+@dataclass
+class Bundle:
+    """An emulator bundle in memory."""
+
+    meta: dict[str, Any]
+    weights: dict[str, Any]  # name -> torch.Tensor
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    path: Path | None = None
+    id: str | None = None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_bundle(path: str | Path, bundle: Bundle) -> str:
+    """Write ``bundle`` to the folder ``path`` atomically and return its id.
+
+    The folder is assembled next to its final place and renamed into it, so a
+    reader never sees half a bundle.  An existing bundle at ``path`` is replaced.
+    """
+    from safetensors.numpy import save_file as save_numpy
+    from safetensors.torch import save_file as save_torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(bundle.meta)
+    meta["format_version"] = FORMAT_VERSION
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        (tmp / _META).write_text(json.dumps(meta, indent=1, sort_keys=True, default=_json_default))
+        weights = {k: v.detach().cpu().contiguous() for k, v in bundle.weights.items()}
+        save_torch(weights, str(tmp / _WEIGHTS))
+        arrays = {k: np.ascontiguousarray(v) for k, v in bundle.arrays.items()}
+        save_numpy(arrays, str(tmp / _ARRAYS))
+        manifest = {name: _sha256(tmp / name) for name in _FILES}
+        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        bundle_id = _sha256(tmp / _MANIFEST)[:16]
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    bundle.path, bundle.id, bundle.meta = path, bundle_id, meta
+    return bundle_id
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in bundle.json")
+
+
+def load_bundle(path: str | Path, *, map_location: str = "cpu") -> Bundle:
+    """Read and verify a bundle folder; never unpickles."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file as load_numpy
+    from safetensors.torch import load_file as load_torch
+
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(
+            "not an emulator bundle folder",
+            file=path,
+            fix="give the folder written by 'downscale train -o FOLDER'",
+        )
+    manifest_path = path / _MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"bundle has no {_MANIFEST}", file=path, fix="re-create the bundle with 'downscale train'")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BundleError("bundle manifest is not valid JSON", file=manifest_path, fix="re-create the bundle") from None
+    for name in _FILES:
+        file = path / name
+        if not file.is_file():
+            raise BundleError("bundle file is missing", file=file, fix="copy the whole bundle folder")
+        if manifest.get(name) != _sha256(file):
+            raise BundleError(
+                "bundle file was modified after the bundle was written (checksum mismatch)",
+                file=file,
+                fix="use an unmodified copy of the bundle, or re-create it",
+            )
+    meta = json.loads((path / _META).read_text())
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        from downscale import __version__
+
+        raise BundleError(
+            "bundle was written by a newer downscale",
+            file=path / _META,
+            found=f"format version {version}",
+            expected=f"format version <= {FORMAT_VERSION} (downscale {__version__})",
+            fix="upgrade downscale",
+        )
+    try:
+        weights = load_torch(str(path / _WEIGHTS), device=map_location)
+        arrays = load_numpy(str(path / _ARRAYS))
+    except (SafetensorError, OSError) as exc:
+        raise BundleError(f"unreadable safetensors file ({exc})", file=path, fix="re-create the bundle") from None
+    return Bundle(meta=meta, weights=weights, arrays=arrays, path=path, id=_sha256(manifest_path)[:16])

@@ -1,0 +1,106 @@
+"""1-D forcings: the ``f`` part of a sample.
+
+Each forcing turns a time axis (cftime, any calendar) into one or more features
+per time step.  They are scaled by fixed physical rules, not by statistics of
+the training period, so that a model trained on the past can be fed 2100:
+
+- ``season``: cos and sin of the day of year (any calendar);
+- ``ghg``: log(CO2-equivalent / 280 ppm), from the CMIP5 RCP concentration table
+  shipped with the package (Meinshausen et al. 2011), by scenario.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+from downscale.errors import DataError
+from downscale.registry import Registry
+
+__all__ = ["FORCINGS", "Forcing", "compute_forcings", "forcing_names"]
+
+
+@dataclass(frozen=True)
+class Forcing:
+    names: tuple[str, ...]
+    compute: Callable[[object, str], np.ndarray]  # (time values, scenario) -> [T, len(names)]
+
+
+FORCINGS: Registry[Forcing] = Registry("forcing")
+
+_SCENARIOS = {"rcp26": "rcp26", "rcp45": "rcp45", "rcp60": "rcp60", "rcp85": "rcp85"}
+_LAST_HISTORICAL_YEAR = 2005
+
+
+def _season(time: object, scenario: str) -> np.ndarray:
+    from downscale.data.calendar import day_of_year_features
+
+    return day_of_year_features(time)
+
+
+@lru_cache(maxsize=1)
+def _ghg_table() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    import pandas as pd
+
+    ref = resources.files("downscale") / "resources" / "ghg_concentrations_rcp_1850-2300.csv"
+    with resources.as_file(ref) as path:
+        table = pd.read_csv(path)
+    return {
+        scen: (grp["year"].to_numpy(float), grp["CO2EQ"].to_numpy(float))
+        for scen, grp in table.groupby("scenario")
+    }
+
+
+def _fractional_year(time: object) -> np.ndarray:
+    values = np.asarray(getattr(time, "values", time))
+    years = np.array([t.year for t in values], dtype=float)
+    doy = np.array([t.dayofyr for t in values], dtype=float)
+    ndays = np.array([_days_in_year(t.year, t.calendar or "standard") for t in values], dtype=float)
+    return years + (doy - 0.5) / ndays
+
+
+@lru_cache(maxsize=4096)
+def _days_in_year(year: int, cal: str) -> int:
+    import cftime
+
+    first = cftime.datetime(year, 1, 1, calendar=cal)
+    nxt = cftime.datetime(year + 1, 1, 1, calendar=cal)
+    return int(round((nxt - first).total_seconds() / 86400))
+
+
+def _ghg(time: object, scenario: str) -> np.ndarray:
+    fyear = _fractional_year(time)
+    scen = _SCENARIOS.get(scenario.lower().replace(".", "").replace("ssp5-8", "rcp8"))
+    if scen is None:
+        if scenario == "historical" and (fyear.size == 0 or fyear.max() < _LAST_HISTORICAL_YEAR + 1):
+            scen = "rcp85"  # identical historical values in every RCP table
+        else:
+            raise DataError(
+                f"no GHG concentrations for scenario '{scenario}'",
+                expected=f"one of historical (to {_LAST_HISTORICAL_YEAR}), {', '.join(_SCENARIOS)}",
+                fix="set data.scenario in the recipe, or --scenario for apply",
+            )
+    years, co2eq = _ghg_table()[scen]
+    value = np.interp(fyear, years + 0.5, co2eq)
+    return np.log(value / 280.0)[:, None].astype(np.float32)
+
+
+FORCINGS.register("season")(Forcing(("season_cos", "season_sin"), _season))
+FORCINGS.register("ghg")(Forcing(("log_co2eq",), _ghg))
+
+
+def forcing_names(forcings: Sequence[str]) -> list[str]:
+    return [n for f in forcings for n in FORCINGS.get(f).names]
+
+
+def compute_forcings(time: object, forcings: Sequence[str], scenario: str = "historical") -> np.ndarray:
+    """Features ``[T, F]`` (float32) for the named forcings on a cftime axis."""
+    n = len(np.asarray(getattr(time, "values", time)))
+    parts = [FORCINGS.get(name).compute(time, scenario) for name in forcings]
+    if not parts:
+        return np.zeros((n, 0), dtype=np.float32)
+    return np.concatenate(parts, axis=1).astype(np.float32)

@@ -1,0 +1,401 @@
+"""Opening CF NetCDF inputs: file patterns, lazy cftime-decoded datasets, variable lookup.
+
+* :func:`expand_inputs` turns files, globs and directories into a sorted list of files;
+* :func:`open_dataset` opens one file lazily (dask, cftime time axis);
+* :func:`find_variable` finds a variable by name, CMIP level name (``ta850``) or CF standard name;
+* :func:`open_variable` gathers one variable from many files, concatenated in time and converted
+  to canonical units, with every :class:`~downscale.data.units.Conversion` recorded.
+"""
+
+from __future__ import annotations
+
+import glob
+import warnings
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from downscale.data.calendar import calendar_of, time_step_seconds, time_values
+from downscale.data.units import Conversion, to_canonical
+from downscale.data.variables import VARIABLES, parse_level_name
+from downscale.errors import CalendarError, DataError, GridMismatchError, MissingVariableError, UnitsError
+
+__all__ = [
+    "TIME_CHUNK",
+    "check_finite",
+    "expand_inputs",
+    "find_variable",
+    "infer_frequency",
+    "open_dataset",
+    "open_variable",
+]
+
+#: Dask chunk length along time used by :func:`open_dataset`.
+TIME_CHUNK = 366
+
+_GLOB_CHARS = set("*?[")
+
+
+def expand_inputs(patterns: str | PathLike | Sequence[str | PathLike]) -> list[Path]:
+    """Files named by ``patterns``: each a file, a glob (``**`` allowed) or a directory (its ``*.nc``).
+
+    Returns a sorted, de-duplicated list.  A pattern matching nothing raises :class:`DataError`.
+    """
+    if isinstance(patterns, (str, PathLike)):
+        patterns = [patterns]
+    found: dict[Path, Path] = {}
+    for pattern in patterns:
+        text = str(Path(pattern).expanduser())
+        if _GLOB_CHARS & set(text):
+            matches = [Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file()]
+            if not matches:
+                raise DataError(
+                    "no file matches the pattern", file=text, fix="check the path and the wildcard in the pattern"
+                )
+        elif Path(text).is_dir():
+            matches = sorted(p for p in Path(text).glob("*.nc") if p.is_file())
+            if not matches:
+                raise DataError("directory holds no *.nc files", file=text, fix="point to the folder with the data")
+        elif Path(text).is_file():
+            matches = [Path(text)]
+        else:
+            raise DataError("no such file or directory", file=text, fix="check the path (typo? not downloaded?)")
+        for match in matches:
+            found.setdefault(match.resolve(), match)
+    return sorted(found.values(), key=lambda p: str(p))
+
+
+def open_dataset(path: str | PathLike) -> xr.Dataset:
+    """Open one NetCDF file lazily: dask chunks of :data:`TIME_CHUNK` steps, cftime time decoding.
+
+    A missing file or one that is not readable NetCDF raises a one-line :class:`DataError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such file", file=path, fix="check the path (typo? not downloaded?)")
+    try:
+        with warnings.catch_warnings():
+            # dask chunks of TIME_CHUNK steps may split on-disk chunks: fine for these small fields
+            warnings.filterwarnings("ignore", message="The specified chunks separate", category=UserWarning)
+            ds = xr.open_dataset(
+                path,
+                decode_times=xr.coders.CFDatetimeCoder(use_cftime=True),
+                decode_timedelta=False,
+                chunks={"time": TIME_CHUNK},
+            )
+    except Exception as exc:  # netCDF4/h5py/xarray raise OSError, ValueError, RuntimeError...
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise DataError(
+            "not a readable NetCDF file",
+            file=path,
+            found=reason,
+            fix="re-download it or remove it from the inputs",
+        ) from None
+    return ds
+
+
+def _levels_hpa(coord: xr.DataArray, *, file: Any, variable: str) -> np.ndarray:
+    """Pressure levels of ``coord`` in hPa (units checked with pint; missing units guessed by magnitude)."""
+    values = np.atleast_1d(np.asarray(coord.values, dtype=np.float64))
+    units = str(coord.attrs.get("units", "")).strip()
+    if not units:
+        return values / 100.0 if np.nanmax(np.abs(values)) > 1100.0 else values
+    from cf_xarray.units import units as ureg
+
+    try:
+        factor = float(ureg.Quantity(1.0, units).to("hPa").magnitude)
+    except Exception:
+        raise UnitsError(
+            f"pressure coordinate '{coord.name}' has units '{units}' that are not a pressure",
+            file=file, variable=variable, expected="Pa or hPa", fix="set the plev units attribute to 'Pa' or 'hPa'",
+        ) from None
+    return values * factor
+
+
+def _vertical_coord(da: xr.DataArray) -> str | None:
+    """Name of the pressure coordinate of ``da`` (``plev``, ``lev``, ``level`` or standard_name air_pressure)."""
+    for name in ("plev", "lev", "level", "pressure", "isobaric"):
+        if name in da.coords:
+            return name
+    for name, coord in da.coords.items():
+        if coord.attrs.get("standard_name") == "air_pressure" and coord.ndim <= 1:
+            return str(name)
+    return None
+
+
+def _select_level(da: xr.DataArray, level: int, *, file: Any, name: str) -> xr.DataArray:
+    zname = _vertical_coord(da)
+    if zname is None:
+        raise MissingVariableError(
+            f"'{da.name}' has no pressure coordinate, so level {level} hPa cannot be checked",
+            file=file, variable=name,
+            fix=f"add a scalar coordinate plev = {level * 100} Pa to the file, or name the variable '{name}'",
+        )
+    coord = da[zname]
+    levels = _levels_hpa(coord, file=file, variable=name)
+    hits = np.flatnonzero(np.isclose(levels, level, atol=0.5))
+    if hits.size == 0:
+        raise MissingVariableError(
+            f"no level {level} hPa for '{da.name}'",
+            file=file, variable=name,
+            found="levels " + ", ".join(f"{v:g}" for v in levels) + " hPa",
+            fix=f"add a file holding {da.name} at {level} hPa or choose one of the available levels",
+        )
+    if zname in da.dims:
+        da = da.isel({zname: int(hits[0])})
+    out = da.drop_vars(zname)
+    out.attrs = dict(da.attrs)
+    out.attrs["plev_hPa"] = level
+    return out
+
+
+def _describe_vars(ds: xr.Dataset) -> str:
+    parts = _var_descriptions(ds)
+    return ", ".join(parts) if parts else "no data variables"
+
+
+def _var_descriptions(ds: xr.Dataset) -> list[str]:
+    """``["tas", "ta (plev 850, 500 hPa)", ...]`` for the data variables of ``ds``."""
+    parts = []
+    bounds = {str(v.attrs.get("bounds")) for v in ds.variables.values() if v.attrs.get("bounds")}
+    for vname, var in ds.data_vars.items():
+        zname = _vertical_coord(var)
+        if zname is not None and var[zname].size and str(vname) not in bounds:
+            try:
+                levels = _levels_hpa(var[zname], file=None, variable=str(vname))
+                parts.append(f"{vname} (plev {', '.join(f'{v:g}' for v in levels)} hPa)")
+                continue
+            except UnitsError:
+                pass
+        parts.append(str(vname))
+    return parts
+
+
+def _by_standard_name(ds: xr.Dataset, name: str, base: str, level: int | None) -> list[str]:
+    """Data variables whose standard_name identifies ``name`` (a standard name, or a canonical variable)."""
+    import cf_xarray  # noqa: F401  (registers the .cf accessor)
+
+    by_sn = {k: [v for v in vs if v in ds.data_vars] for k, vs in ds.cf.standard_names.items()}
+    if name in by_sn and by_sn[name]:
+        return by_sn[name]
+    spec = VARIABLES.get(base)
+    if spec is None:
+        return []
+    out: list[str] = []
+    for sname in spec.standard_names:
+        for vname in by_sn.get(sname, []):
+            var = ds[vname]
+            has_z = _vertical_coord(var) is not None
+            if (level is not None or spec.has_levels) != has_z:
+                continue  # surface variables never come from a pressure-level field, and vice versa
+            methods = str(var.attrs.get("cell_methods", ""))
+            if base.endswith("max") != ("maximum" in methods) or base.endswith("min") != ("minimum" in methods):
+                continue
+            if vname not in out:
+                out.append(vname)
+    return out
+
+
+def find_variable(ds: xr.Dataset, name: str, file: str | PathLike | None = None) -> xr.DataArray:
+    """Variable ``name`` of ``ds``: by name, by CMIP level name (``ta850``) or by CF standard name.
+
+    Level names select ``plev`` (dimension or scalar coordinate, Pa or hPa) and drop it, keeping
+    ``attrs["plev_hPa"]``.  The result is named ``name``.  Raises :class:`MissingVariableError`.
+    """
+    base, level = parse_level_name(name)
+    if name in ds.data_vars:
+        da = ds[name]
+        if level is not None and _vertical_coord(da) is not None:
+            da = _select_level(da, level, file=file, name=name)
+        return da.rename(name)
+    if level is not None and base in ds.data_vars:
+        return _select_level(ds[base], level, file=file, name=name).rename(name)
+    candidates = _by_standard_name(ds, name, base, level)
+    if len(candidates) > 1:
+        raise MissingVariableError(
+            f"several variables could be '{name}'",
+            file=file, variable=name, found=", ".join(candidates),
+            fix="keep one of them in the file or name the variable explicitly",
+        )
+    if candidates:
+        da = ds[candidates[0]]
+        if level is not None:
+            da = _select_level(da, level, file=file, name=name)
+        return da.rename(name)
+    raise MissingVariableError(
+        f"no variable '{name}'", file=file, found=_describe_vars(ds),
+        fix=f"add a file holding {name} to the inputs",
+    )
+
+
+def _time_bounds(ds: xr.Dataset) -> xr.DataArray | None:
+    if "time" not in ds.variables:
+        return None
+    bname = ds["time"].attrs.get("bounds") or ds["time"].encoding.get("bounds")
+    for candidate in (bname, "time_bnds", "time_bounds"):
+        if candidate and candidate in ds.variables and ds[candidate].ndim == 2:
+            return ds[candidate]
+    return None
+
+
+def open_variable(
+    patterns: str | PathLike | Sequence[str | PathLike], name: str, *, canonical: bool = True
+) -> tuple[xr.DataArray, list[Conversion]]:
+    """Variable ``name`` from all files of ``patterns``, concatenated along time; stays lazy.
+
+    Files lacking the variable are skipped (unless none has it).  Times are sorted and duplicate
+    times dropped; all files must share one calendar.  With ``canonical`` the data are converted
+    to canonical units (see :func:`~downscale.data.units.to_canonical`).  ``attrs["source_files"]``
+    lists the files used.  Returns ``(data, conversions)``.
+    """
+    files = expand_inputs(patterns)
+    pieces: list[tuple[Path, xr.DataArray]] = []
+    conversions: list[Conversion] = []
+    misses: list[MissingVariableError] = []
+    seen: dict[str, None] = {}
+    for path in files:
+        ds = open_dataset(path)
+        try:
+            da = find_variable(ds, name, file=path)
+        except MissingVariableError as exc:
+            misses.append(exc)
+            seen.update(dict.fromkeys(_var_descriptions(ds)))
+            continue
+        if canonical:
+            da, conv = to_canonical(
+                da, name, file=path, time_bounds=_time_bounds(ds), frequency=ds.attrs.get("frequency")
+            )
+            if conv is not None:
+                conversions.append(conv)
+        pieces.append((path, da))
+    if not pieces:
+        if len(misses) == 1:
+            raise misses[0]
+        pats = [patterns] if isinstance(patterns, (str, PathLike)) else list(patterns)
+        raise MissingVariableError(
+            f"no variable '{name}' in any of the {len(files)} files searched",
+            file=", ".join(str(p) for p in pats), found=", ".join(seen) or "no data variables",
+            fix=f"add a file holding {name} to the inputs",
+        )
+    first_path, first = pieces[0]
+    for path, da in pieces[1:]:
+        if da.attrs.get("units") != first.attrs.get("units"):
+            raise UnitsError(
+                "units differ between files", file=path, variable=name,
+                found=da.attrs.get("units"), expected=f"{first.attrs.get('units')} (as in {first_path.name})",
+                fix="give all files the same units, or open them with canonical=True",
+            )
+    if "time" not in first.dims:
+        if len(pieces) > 1:
+            raise DataError(
+                "a field without time is in several files", file=", ".join(str(p) for p, _ in pieces),
+                variable=name, fix="pass only one file holding it",
+            )
+        out = first
+    else:
+        out = _concat_time([(p, d) for p, d in pieces], name)
+    out = out.rename(name)
+    out.attrs = dict(first.attrs)
+    out.attrs["source_files"] = [str(p) for p, _ in pieces]
+    return out, conversions
+
+
+def _concat_time(pieces: list[tuple[Path, xr.DataArray]], name: str) -> xr.DataArray:
+    """Concatenate along time (one calendar), sort and drop duplicate times."""
+    first_path, first = pieces[0]
+    cal = calendar_of(first)
+    for path, da in pieces[1:]:
+        other = calendar_of(da)
+        if other != cal:
+            raise CalendarError(
+                f"calendar {other} differs from {cal} in {first_path.name}",
+                file=path, variable=name, found=other, expected=cal,
+                fix="keep files of one model/calendar together, or convert them with xarray's convert_calendar",
+            )
+    if len(pieces) == 1:
+        da = first
+    else:
+        try:
+            da = xr.concat([d for _, d in pieces], dim="time", coords="minimal", compat="override", join="exact")
+        except ValueError as exc:
+            raise GridMismatchError(
+                "files are on different grids and cannot be joined in time",
+                file=", ".join(str(p) for p, _ in pieces), variable=name,
+                found=" ".join(str(exc).split())[:120], fix="regrid the files to one grid first",
+            ) from None
+    values = time_values(da["time"])
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    keep = np.ones(values.size, bool)
+    keep[1:] = sorted_values[1:] != sorted_values[:-1]
+    if keep.all() and np.array_equal(order, np.arange(values.size)):
+        return da
+    return da.isel(time=order[keep])
+
+
+def check_finite(
+    da: xr.DataArray,
+    name: str,
+    file: str | PathLike | None = None,
+    mask: xr.DataArray | np.ndarray | None = None,
+) -> None:
+    """Raise :class:`DataError` when NaN/inf appear where ``mask`` is True (or anywhere without a mask).
+
+    The message names the number of bad values, the first bad date and its cell index.
+    """
+    bad = ~np.isfinite(da)
+    if mask is not None:
+        if not isinstance(mask, xr.DataArray):
+            mask = np.asarray(mask, dtype=bool)
+            mask = xr.DataArray(mask, dims=da.dims[da.ndim - mask.ndim:])
+        bad = bad & mask.astype(bool)
+    other = [d for d in bad.dims if d != "time"]
+    per_step = bad.any(dim=other) if other else bad
+    per_step = np.asarray(per_step.values).reshape(-1)
+    if not per_step.any():
+        return
+    if "time" in bad.dims:
+        t = int(np.flatnonzero(per_step)[0])
+        cells = np.asarray(bad.isel(time=t).transpose(*other).values)
+        when = f"on {_date(da['time'].values[t])}"
+        count = int(bad.sum().values)
+    else:
+        cells = np.asarray(bad.values)
+        when = "in the field"
+        count = int(cells.sum())
+    cell = tuple(int(i) for i in np.argwhere(cells)[0]) if cells.ndim else ()
+    where = f"cell {cell} of ({', '.join(other)})" if other else "a time step"
+    raise DataError(
+        f"{count} NaN/inf values where data must be valid",
+        file=file, variable=name, found=f"first {when} at {where}",
+        fix="mask those cells (e.g. sea points), fill the gaps, or drop the bad time steps",
+    )
+
+
+def _date(t: Any) -> str:
+    try:
+        return f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
+    except AttributeError:
+        return str(t)[:10]
+
+
+def infer_frequency(time: Any) -> str:
+    """CMIP frequency of a time axis from its most common step: ``day``, ``6hr``, ``mon``, ``yr``...
+
+    Robust to non-contiguous axes (e.g. DJF-only data).  Unusual steps give ``"<n>s"``.
+    """
+    step = time_step_seconds(time)
+    day = 86400.0
+    named = {day: "day", day / 2: "12hr", day / 4: "6hr", day / 8: "3hr", day / 24: "1hr", 1800.0: "30min"}
+    for seconds, label in named.items():
+        if abs(step - seconds) < 1.0:
+            return label
+    if 28 * day <= step <= 31 * day:
+        return "mon"
+    if 360 * day <= step <= 366 * day:
+        return "yr"
+    return f"{step:g}s"

@@ -1,0 +1,109 @@
+"""Canonical variables (CMIP conventions): names, CF standard names, units, plausible ranges.
+
+Every field that enters ``downscale`` is converted to the canonical units listed here
+(see :mod:`downscale.data.units`).  Pressure-level fields use CMIP level names such as
+``ta850`` (air temperature at 850 hPa): :func:`parse_level_name` splits them and
+:func:`get_spec` returns the spec of the base variable.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from downscale.errors import UnknownNameError
+
+__all__ = ["VARIABLES", "VariableSpec", "get_spec", "parse_level_name"]
+
+# 1 mm of liquid water over 1 m2 weighs 1 kg: 1000 mm day-1 == 1000 / 86400 kg m-2 s-1.
+_PR_MAX_KG_M2_S = 1000.0 / 86400.0
+
+
+@dataclass(frozen=True)
+class VariableSpec:
+    """One canonical variable.
+
+    ``units`` are the canonical (CMIP) units every input is converted to;
+    ``human_units`` are how people read the field (plots, reports);
+    ``plausible`` is a (lo, hi) range in canonical units used for sanity checks;
+    ``alt_standard_names`` are other CF standard names that describe the same
+    quantity (e.g. precipitation given as a depth rate or as an amount).
+    """
+
+    name: str
+    standard_name: str
+    units: str
+    long_name: str
+    human_units: str
+    plausible: tuple[float, float]
+    alt_standard_names: tuple[str, ...] = ()
+    has_levels: bool = False
+
+    @property
+    def standard_names(self) -> tuple[str, ...]:
+        """The canonical standard name followed by the accepted alternatives."""
+        return (self.standard_name, *self.alt_standard_names)
+
+
+_PR_ALT = (
+    "lwe_precipitation_rate",
+    "lwe_thickness_of_precipitation_amount",
+    "precipitation_amount",
+)
+
+_SPECS: tuple[VariableSpec, ...] = (
+    VariableSpec("tas", "air_temperature", "K", "Near-surface air temperature", "K", (150.0, 350.0)),
+    VariableSpec(
+        "tasmax", "air_temperature", "K", "Daily maximum near-surface air temperature", "K", (150.0, 350.0)
+    ),
+    VariableSpec(
+        "tasmin", "air_temperature", "K", "Daily minimum near-surface air temperature", "K", (150.0, 350.0)
+    ),
+    VariableSpec(
+        "pr", "precipitation_flux", "kg m-2 s-1", "Precipitation", "mm day-1", (0.0, _PR_MAX_KG_M2_S), _PR_ALT
+    ),
+    VariableSpec("psl", "air_pressure_at_mean_sea_level", "Pa", "Sea-level pressure", "hPa", (85000.0, 110000.0)),
+    VariableSpec("ps", "surface_air_pressure", "Pa", "Surface air pressure", "hPa", (40000.0, 110000.0)),
+    VariableSpec("ta", "air_temperature", "K", "Air temperature", "K", (150.0, 350.0), has_levels=True),
+    VariableSpec("hus", "specific_humidity", "1", "Specific humidity", "g kg-1", (0.0, 0.1), has_levels=True),
+    VariableSpec("huss", "specific_humidity", "1", "Near-surface specific humidity", "g kg-1", (0.0, 0.1)),
+    VariableSpec(
+        "zg", "geopotential_height", "m", "Geopotential height", "m", (-1000.0, 40000.0), has_levels=True
+    ),
+    VariableSpec("ua", "eastward_wind", "m s-1", "Eastward wind", "m s-1", (-150.0, 150.0), has_levels=True),
+    VariableSpec("va", "northward_wind", "m s-1", "Northward wind", "m s-1", (-150.0, 150.0), has_levels=True),
+    VariableSpec("uas", "eastward_wind", "m s-1", "Eastward near-surface wind", "m s-1", (-150.0, 150.0)),
+    VariableSpec("vas", "northward_wind", "m s-1", "Northward near-surface wind", "m s-1", (-150.0, 150.0)),
+    VariableSpec("orog", "surface_altitude", "m", "Surface altitude", "m", (-500.0, 9000.0)),
+    VariableSpec("sftlf", "land_area_fraction", "%", "Land area fraction", "%", (0.0, 100.0)),
+)
+
+#: name -> spec, in table order.
+VARIABLES: dict[str, VariableSpec] = {spec.name: spec for spec in _SPECS}
+
+_LEVEL_RE = re.compile(r"^([A-Za-z_]+?)(\d+)$")
+
+
+def parse_level_name(name: str) -> tuple[str, int | None]:
+    """Split a CMIP level name: ``"ta850"`` -> ``("ta", 850)``, ``"tas"`` -> ``("tas", None)``.
+
+    Only trailing digits make a level, so ``"tas"`` is never read as ``"ta"`` plus a level.
+    The level is in hPa.
+    """
+    match = _LEVEL_RE.match(name)
+    if match is None:
+        return name, None
+    return match.group(1), int(match.group(2))
+
+
+def get_spec(name: str) -> VariableSpec:
+    """The :class:`VariableSpec` of ``name``; a pressure-level suffix is stripped (``ta850`` -> ``ta``).
+
+    Raises :class:`~downscale.errors.UnknownNameError` for names not in the table.
+    """
+    if name in VARIABLES:
+        return VARIABLES[name]
+    base, level = parse_level_name(name)
+    if level is not None and base in VARIABLES:
+        return VARIABLES[base]
+    raise UnknownNameError("variable", name, VARIABLES)

@@ -1,0 +1,53 @@
+"""The model registry and the one factory, ``create_model``.
+
+Every backbone takes the same call, ``model(x, f, s, out_shape)``:
+
+- ``x`` [B, C, h, w]: coarse 2-D predictors;
+- ``f`` [B, F]: 1-D forcings;
+- ``s`` [B, S, H, W]: static fine-grid fields (S may be 0);
+- ``out_shape``: (H, W) of the fine grid;
+
+and returns [B, V, H, W].  Backbones are size-agnostic: any coarse size, any
+fine size, any ratio between them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from downscale.errors import RecipeError
+from downscale.registry import Registry
+
+__all__ = ["MODELS", "create_model", "register_model"]
+
+MODELS: Registry[Any] = Registry("model")
+register_model = MODELS.register
+
+_CORE = ("in_channels", "out_channels", "n_forcings", "n_static")
+
+
+def _ensure_builtin() -> None:
+    # importing the modules registers their models
+    from downscale.models import simple_cnn  # noqa: F401
+
+
+def create_model(name: str, *, in_channels: int, out_channels: int, n_forcings: int = 0, n_static: int = 0, **kwargs: Any):
+    """Build a registered model.  ``None`` values are dropped so that an unset
+    recipe value never overrides a model's default."""
+    _ensure_builtin()
+    cls = MODELS.get(name)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    params = inspect.signature(cls).parameters
+    valid = [p for p in params if p not in _CORE]
+    unknown = [k for k in kwargs if k not in params or k in _CORE]
+    if unknown:
+        from downscale.errors import closest
+
+        near = closest(unknown[0], valid)
+        raise RecipeError(
+            f"model '{name}' has no option '{unknown[0]}'",
+            expected=f"one of {', '.join(valid)}",
+            fix=f"did you mean '{near}'?" if near else "remove it from the model section",
+        )
+    return cls(in_channels=in_channels, out_channels=out_channels, n_forcings=n_forcings, n_static=n_static, **kwargs)

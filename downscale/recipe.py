@@ -1,0 +1,219 @@
+"""Recipes: one YAML file describes a whole experiment, read top to bottom.
+
+Sections: ``name``, ``framework``, ``data``, ``model``, ``loss``, ``train`` and the
+optional ``transfer``, ``apply`` and ``evaluate``.  Every section is a pydantic model
+with ``extra="forbid"``: an unknown key is an error that names the key and the
+closest valid one.  File patterns are relative to the recipe's own folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from downscale.errors import RecipeError, closest
+
+__all__ = [
+    "DataSection",
+    "LossSection",
+    "ModelSection",
+    "PeriodSpec",
+    "Recipe",
+    "TrainSection",
+    "load_recipe",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Files = list[str]
+
+
+def _as_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    return value
+
+
+class PeriodSpec(_Section):
+    """A period: season years (``years: [1983, 1997]``), a season and/or dates."""
+
+    years: tuple[int, int] | None = None
+    season: str | None = None
+    start: str | None = None
+    end: str | None = None
+
+    def to_period(self):  # -> downscale.data.calendar.Period
+        from downscale.data.calendar import Period
+
+        return Period(years=self.years, season=self.season, start=self.start, end=self.end)
+
+    def describe(self) -> str:
+        return self.to_period().describe()
+
+
+class Periods(_Section):
+    train: PeriodSpec
+    validation: PeriodSpec | None = None
+    test: PeriodSpec | None = None
+
+
+class DataSection(_Section):
+    """Where the data comes from and how it is paired.
+
+    ``targets`` and ``predictors`` map a variable name (``tas``, ``pr``, ``ta850``)
+    to one or more files/globs/directories.  In the ``perfect_model`` framework the
+    predictors are fine-grid RCM fields upscaled onto ``coarse_grid`` (default:
+    the targets themselves); in the ``emulator`` framework they are GCM or
+    reanalysis fields regridded onto ``coarse_grid`` and paired by date.
+    """
+
+    targets: dict[str, Files]
+    predictors: dict[str, Files] = Field(default_factory=dict)
+    coarse_grid: str | None = None
+    upscale: str = "area_mean"
+    regrid: str = "bilinear"
+    static: dict[str, Files] = Field(default_factory=dict)
+    forcings: list[str] = Field(default_factory=lambda: ["season"])
+    scenario: str = "historical"
+    periods: Periods
+    cache: str | None = None
+
+    @field_validator("targets", "predictors", "static", mode="before")
+    @classmethod
+    def _files_as_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: _as_list(v) for k, v in value.items()}
+        return value
+
+
+class ModelSection(BaseModel):
+    """``type`` is a registry name; every other key is passed to the model."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class LossSection(_Section):
+    type: str = "mse"
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+class TrainSection(_Section):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "cosine"] = "cosine"
+    patience: int | None = Field(None, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1)
+
+
+class ApplySection(_Section):
+    chunk_days: int = Field(365, ge=1)
+    halo: float = Field(0.0, ge=0)
+
+
+class Recipe(_Section):
+    name: str
+    framework: Literal["emulator", "perfect_model"]
+    data: DataSection
+    model: ModelSection
+    loss: LossSection = LossSection()
+    train: TrainSection = TrainSection()
+    apply: ApplySection = ApplySection()
+    transfer: dict[str, Any] | None = None
+    evaluate: dict[str, Any] | None = None
+    # where the recipe was read from; file patterns are relative to its folder
+    root: str = Field(".", exclude=True)
+
+    def resolve(self, pattern: str) -> str:
+        path = Path(pattern).expanduser()
+        if path.is_absolute():
+            return str(path)
+        return str(Path(self.root) / path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"root"})
+
+
+def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: Any = Recipe
+    for part in loc[:-1]:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        model = field.annotation
+        # unwrap Optional[...] / X | None
+        args = getattr(model, "__args__", None)
+        if args:
+            model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), model)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return model
+    return None
+
+
+def _explain(err: ValidationError, file: str) -> RecipeError:
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(p) for p in loc)
+    if first["type"] == "extra_forbidden":
+        section = _section_model(loc)
+        valid = sorted(section.model_fields) if section else []
+        valid = [v for v in valid if v != "root"]
+        near = closest(str(loc[-1]), valid)
+        return RecipeError(
+            f"unknown recipe key '{where}'",
+            file=file,
+            expected=f"one of {', '.join(valid)}" if valid else None,
+            fix=f"did you mean '{near}'?" if near else "remove it",
+        )
+    if first["type"] == "missing":
+        return RecipeError(f"missing recipe key '{where}'", file=file, fix=f"add '{loc[-1]}' to the recipe")
+    return RecipeError(
+        f"invalid value for '{where}': {first['msg']}",
+        file=file,
+        found=repr(first.get("input"))[:80],
+    )
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError("recipe file not found", file=path, fix="check the path")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"not valid YAML{where}", file=path, fix="fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise RecipeError("a recipe must be a YAML mapping", file=path, found=type(raw).__name__)
+    if "root" in raw:
+        raise RecipeError("unknown recipe key 'root'", file=path, fix="remove it")
+    try:
+        return Recipe.model_validate({**raw, "root": str(path.resolve().parent)})
+    except ValidationError as err:
+        raise _explain(err, str(path)) from None
+
+
+def recipe_from_dict(data: dict[str, Any], root: str | Path = ".") -> Recipe:
+    """Build a recipe from a dictionary (e.g. the copy stored in a bundle)."""
+    try:
+        return Recipe.model_validate({**data, "root": str(root)})
+    except ValidationError as err:
+        raise _explain(err, "<recipe>") from None

@@ -1,0 +1,1 @@
+"""Training: losses, the one engine, and the ``train`` entry point."""

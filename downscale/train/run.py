@@ -1,0 +1,215 @@
+"""``downscale train``: recipe → paired data → normaliser → model → engine → bundle."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from downscale.errors import DataError
+
+__all__ = ["TrainResult", "train"]
+
+
+@dataclass
+class TrainResult:
+    bundle_path: Path
+    bundle_id: str
+    scores: dict[str, dict[str, float]]
+    seconds: float
+
+
+def _loader(dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int):
+    from torch.utils.data import DataLoader
+
+    from downscale.data.dataset import BlockShuffleSampler
+
+    block = len(dataset) if dataset.arrays.in_memory else 256
+    sampler = BlockShuffleSampler(len(dataset), block=max(block, 1), seed=seed) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers)
+
+
+def _variable_meta(names: list[str], da) -> list[dict[str, Any]]:
+    from downscale.data.variables import get_spec, parse_level_name
+
+    out = []
+    for name in names:
+        spec = get_spec(name)
+        _, level = parse_level_name(name)
+        out.append({"name": name, "units": spec.units, "standard_name": spec.standard_name, "plev_hPa": level})
+    return out
+
+
+def test_scores(emulator, paired, indices: np.ndarray) -> dict[str, dict[str, float]]:
+    """RMSE of the emulator and of bilinear interpolation on the test days,
+    in the units people read (K, mm/day)."""
+    from downscale.data.regrid import create_regridder
+    from downscale.data.units import convert_units
+    from downscale.data.variables import get_spec
+    from downscale.metrics import rmse
+
+    x = paired.x.isel(time=indices)
+    truth = paired.y.isel(time=indices).load()
+    pred = emulator.predict(np.asarray(x.values, np.float32), paired.f[indices])
+    interp = create_regridder(paired.coarse_grid, paired.fine_grid, "bilinear")
+    scores: dict[str, dict[str, float]] = {}
+    for v, name in enumerate(paired.targets):
+        human = get_spec(name).human_units
+        t = convert_units(truth.isel(channel=v).assign_attrs(units=get_spec(name).units), human)
+        p = convert_units(t.copy(data=pred[:, v]), human)
+        if name in paired.predictors:
+            coarse = x.sel(channel=name).assign_attrs(units=get_spec(name).units)
+            b = convert_units(interp(coarse), human)
+            baseline = rmse(b.values, t.values)
+        else:
+            baseline = float("nan")
+        scores[name] = {"rmse": rmse(p.values, t.values), "rmse_bilinear": baseline, "units": human, "days": int(len(indices))}
+    return scores
+
+
+def train(
+    recipe: Any,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    console: Any = None,
+) -> TrainResult:
+    """Train the emulator a recipe describes and write its bundle to ``out_dir``."""
+    import time
+
+    import torch
+
+    from downscale import __version__
+    from downscale.api import Emulator
+    from downscale.bundle import Bundle, load_bundle, save_bundle
+    from downscale.data.dataset import SampleDataset, materialise
+    from downscale.data.normalise import Normaliser
+    from downscale.data.pairing import build_pairs
+    from downscale.models import create_model
+    from downscale.recipe import Recipe, load_recipe
+    from downscale.train.engine import Trainer, seed_everything, select_device
+    from downscale.train.losses import create_loss
+
+    t_start = time.perf_counter()
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    out_dir = Path(out_dir)
+    cfg = recipe.train
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+
+    paired = build_pairs(recipe)
+    periods = recipe.data.periods
+    train_idx = paired.indices(periods.train, exclude=periods.validation)
+    val_idx = paired.indices(periods.validation) if periods.validation else np.array([], int)
+    if len(train_idx) == 0:
+        raise DataError(f"no training days in {periods.train.describe()}", fix="check data.periods.train and the files")
+
+    normaliser = Normaliser.fit(
+        paired.x.isel(time=train_idx), paired.y.isel(time=train_idx), paired.static
+    )
+    cache = recipe.resolve(recipe.data.cache) if recipe.data.cache else None
+    train_set = SampleDataset(materialise(paired, normaliser, train_idx, cache=cache, name="train"))
+    val_set = SampleDataset(materialise(paired, normaliser, val_idx, cache=cache, name="validation")) if len(val_idx) else None
+
+    model_kwargs = recipe.model.kwargs()
+    model = create_model(
+        recipe.model.type,
+        in_channels=len(paired.predictors),
+        out_channels=len(paired.targets),
+        n_forcings=len(paired.forcing_names),
+        n_static=len(paired.static_names),
+        **model_kwargs,
+    )
+    loss = create_loss(recipe.loss.type, paired.targets, recipe.loss.variables)
+    trainer = Trainer(
+        model,
+        loss,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        schedule=cfg.schedule,
+        patience=cfg.patience,
+        device=select_device(cfg.device),
+        progress=progress,
+        console=console,
+    )
+    fit = trainer.fit(
+        _loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers),
+        _loader(val_set, cfg.batch_size, shuffle=False, seed=cfg.seed, num_workers=cfg.num_workers) if val_set else None,
+    )
+
+    valid_mask = np.asarray(train_set.arrays.m[:].max(axis=0) > 0) if len(train_set) else None
+    provenance = {
+        "files": paired.files,
+        "periods": {
+            "train": periods.train.describe() + (f" minus {periods.validation.describe()}" if periods.validation else ""),
+            **({"validation": periods.validation.describe()} if periods.validation else {}),
+            **({"test": periods.test.describe()} if periods.test else {}),
+        },
+        "samples": {"train": int(len(train_idx)), "validation": int(len(val_idx))},
+        "conversions": paired.conversions,
+        "steps": paired.steps,
+        "calendar": paired.calendar,
+        "code_version": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta = {
+        "name": recipe.name,
+        "framework": recipe.framework,
+        "predictors": _variable_meta(paired.predictors, paired.x),
+        "targets": _variable_meta(paired.targets, paired.y),
+        "static": _variable_meta(paired.static_names, paired.static),
+        "forcings": paired.forcings,
+        "forcing_names": paired.forcing_names,
+        "scenario": recipe.data.scenario,
+        "grids": {"coarse": paired.coarse_grid.to_dict(), "fine": paired.fine_grid.to_dict()},
+        "normaliser": normaliser.to_dict(),
+        "model": {
+            "type": recipe.model.type,
+            "kwargs": model_kwargs,
+            "n_forcings": len(paired.forcing_names),
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+        },
+        "recipe": recipe.to_dict(),
+        "provenance": provenance,
+        "training": {
+            "best_epoch": fit.best_epoch,
+            "best_val_loss": fit.best_val_loss,
+            "epochs_run": len(fit.history),
+            "stopped_early": fit.stopped_early,
+        },
+    }
+    arrays: dict[str, np.ndarray] = {}
+    if paired.static is not None:
+        arrays["static"] = np.asarray(paired.static.values, np.float32)
+    if valid_mask is not None:
+        arrays["valid_mask"] = valid_mask
+    bundle = Bundle(meta=meta, weights=fit.best_state, arrays=arrays)
+
+    scores: dict[str, dict[str, float]] = {}
+    if periods.test is not None:
+        test_idx = paired.indices(periods.test)
+        if len(test_idx):
+            scores = test_scores(Emulator(bundle), paired, test_idx)
+            meta["scores"] = {"test": scores}
+    bundle_id = save_bundle(out_dir, bundle)
+    _write_history(out_dir / "training_log.csv", fit.history_rows())
+    return TrainResult(out_dir, bundle_id, scores, time.perf_counter() - t_start)
+
+
+def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

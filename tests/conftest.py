@@ -1,0 +1,38 @@
+"""Shared fixtures: paths to the bundled real data, and one trained emulator per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "examples" / "data"
+IBERIA = DATA / "iberia"
+RECIPES = ROOT / "recipes"
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def iberia() -> Path:
+    return IBERIA
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory) -> Path:
+    """The real perfect-model Iberia recipe, trained once through the CLI."""
+    from typer.testing import CliRunner
+
+    from downscale.cli.main import app
+
+    out = tmp_path_factory.mktemp("bundle") / "perfect-model-iberia"
+    result = CliRunner().invoke(app, ["train", str(RECIPES / "perfect-model-iberia.yaml"), "-o", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return out
