@@ -73,7 +73,21 @@ def apply(
         lambda: downscale_files(bundle, inputs, output, target_grid=target_grid, scenario=scenario, chunk_days=chunk_days)
     )
     for path in written:
-        out.print(f"wrote {path}")
+        out.print(f"wrote {path}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def regrid(
+    inputs: Annotated[list[str], typer.Argument(help="Files, globs or directories to regrid.")],
+    grid: Annotated[Path, typer.Option("--grid", help="A file on the target grid (e.g. a GCM file).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the regridded files.")],
+    method: Annotated[str, typer.Option(help="bilinear, conservative, area_mean or nearest.")] = "area_mean",
+) -> None:
+    """Regrid files onto another grid, e.g. upscale RCM output to a GCM grid (RCMu)."""
+    from downscale.data.regrid_files import regrid_files
+
+    for path in _run(lambda: regrid_files(inputs, grid, output, method=method)):
+        out.print(f"wrote {path}", soft_wrap=True, highlight=False)
 
 
 @app.command()

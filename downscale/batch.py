@@ -70,7 +70,12 @@ def _encoding(ds: xr.Dataset, calendar: str | None, units: str | None) -> dict[s
             enc[name] = {"_FillValue": None}
     for name in ds.coords:
         enc[str(name)] = {"_FillValue": None}
-    enc["time"] = {"units": units or "days since 1950-01-01", "calendar": calendar or "standard", "dtype": "float64"}
+    enc["time"] = {
+        "units": units or "days since 1950-01-01",
+        "calendar": calendar or "standard",
+        "dtype": "float64",
+        "_FillValue": None,
+    }
     return enc
 
 
@@ -84,11 +89,9 @@ def downscale_files(
     chunk_days: int | None = None,
 ) -> list[Path]:
     """Downscale the projection in ``inputs`` with ``bundle``; return the written files."""
-    from downscale import __version__
     from downscale.api import load
-    from downscale.data.calendar import calendar_of
     from downscale.data.grids import Grid
-    from downscale.data.io import expand_inputs, open_dataset, open_variable
+    from downscale.data.io import expand_inputs, open_dataset
 
     emu = load(bundle)
     out_dir = Path(out_dir)
@@ -103,16 +106,32 @@ def downscale_files(
                 fix="use an emulator trained for this grid, or regrid its output afterwards",
             )
     _check_writable(out_dir)
-    files = expand_inputs(inputs)
+    groups: dict[tuple[str, str, str], list[Path]] = {}
+    for path in expand_inputs(inputs):
+        attrs = open_dataset(path).attrs
+        key = tuple(_attr(attrs, _DRS_KEYS[k], "") for k in ("model", "experiment", "member"))
+        groups.setdefault(key, []).append(path)
+    written: list[Path] = []
+    for files in groups.values():
+        written += _downscale_group(emu, files, out_dir, bundle, scenario=scenario, chunk_days=chunk_days)
+    return written
+
+
+def _downscale_group(
+    emu: Any, files: list[Path], out_dir: Path, bundle: str | Path, *, scenario: str | None, chunk_days: int | None
+) -> list[Path]:
+    """One projection: the files of one model, experiment and member."""
+    from downscale import __version__
+    from downscale.data.calendar import calendar_of
+    from downscale.data.io import open_dataset, open_variable
+
     fields, attrs, time_enc = {}, {}, {}
     for name in emu.predictors:
         da, _ = open_variable(files, name)
         fields[name] = da
         if not attrs:
-            src = da.attrs.get("source_files", [files[0]])[0]
-            first = open_dataset(src)
-            attrs = dict(first.attrs)
-            time_enc = dict(first["time"].encoding)
+            first = open_dataset(da.attrs.get("source_files", [files[0]])[0])
+            attrs, time_enc = dict(first.attrs), dict(first["time"].encoding)
     ref = next(iter(fields.values()))
     ds = xr.Dataset({n: da.assign_coords(time=ref["time"].values) for n, da in fields.items()}, attrs=attrs)
     out = emu.downscale(ds, scenario=scenario, chunk_days=chunk_days or emu.meta["recipe"]["apply"]["chunk_days"])
@@ -138,6 +157,7 @@ def downscale_files(
             "driving_model_ensemble_member": _attr(attrs, _DRS_KEYS["member"], "unknown"),
             "frequency": "day",
         }
+        ds_var["time"].attrs.update({"standard_name": "time", "long_name": "time", "axis": "T"})
         final = out_dir / output_name(name, emu.name, attrs, ds_var["time"])
         tmp = final.with_name(f".{final.name}.part")
         ds_var.to_netcdf(tmp, encoding=_encoding(ds_var, calendar, time_enc.get("units")), engine="netcdf4")

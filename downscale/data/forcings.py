@@ -56,20 +56,16 @@ def _ghg_table() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _fractional_year(time: object) -> np.ndarray:
-    values = np.asarray(getattr(time, "values", time))
-    years = np.array([t.year for t in values], dtype=float)
-    doy = np.array([t.dayofyr for t in values], dtype=float)
-    ndays = np.array([_days_in_year(t.year, t.calendar or "standard") for t in values], dtype=float)
+    from downscale.data.calendar import calendar_of, days_in_year, time_values
+
+    values = time_values(time)
+    if values.size == 0:
+        return np.zeros(0)
+    cal = calendar_of(values)
+    years = np.fromiter((t.year for t in values), float, count=values.size)
+    doy = np.fromiter((t.dayofyr for t in values), float, count=values.size)
+    ndays = np.fromiter((days_in_year(int(t.year), cal) for t in values), float, count=values.size)
     return years + (doy - 0.5) / ndays
-
-
-@lru_cache(maxsize=4096)
-def _days_in_year(year: int, cal: str) -> int:
-    import cftime
-
-    first = cftime.datetime(year, 1, 1, calendar=cal)
-    nxt = cftime.datetime(year + 1, 1, 1, calendar=cal)
-    return int(round((nxt - first).total_seconds() / 86400))
 
 
 def _ghg(time: object, scenario: str) -> np.ndarray:

@@ -41,6 +41,7 @@ class PairedData:
     conversions: list[dict[str, Any]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    target_file: str | None = None
 
     @property
     def predictors(self) -> list[str]:
@@ -62,10 +63,12 @@ class PairedData:
         """Time indices inside ``period`` (a PeriodSpec), minus those in ``exclude``."""
         from downscale.data.calendar import select_period
 
-        t = xr.DataArray(np.arange(self.time.size), dims="time", coords={"time": self.time.values})
-        chosen = select_period(t, period.to_period()).values
+        t = xr.DataArray(
+            np.arange(self.time.size), dims="time", coords={"time": self.time.values}, name=", ".join(self.targets)
+        )
+        chosen = select_period(t, period.to_period(), file=self.target_file).values
         if exclude is not None:
-            chosen = np.setdiff1d(chosen, select_period(t, exclude.to_period()).values)
+            chosen = np.setdiff1d(chosen, select_period(t, exclude.to_period(), file=self.target_file).values)
         return np.sort(chosen)
 
 
@@ -249,4 +252,5 @@ def build_pairs(recipe: Recipe) -> PairedData:
         conversions=conversions,
         files=sorted(set(files)),
         steps=steps,
+        target_file=_first_file(ref),
     )

@@ -19,7 +19,7 @@ from typing import Any
 from downscale.errors import RecipeError
 from downscale.registry import Registry
 
-__all__ = ["MODELS", "create_model", "register_model"]
+__all__ = ["MODELS", "check_model_options", "create_model", "register_model"]
 
 MODELS: Registry[Any] = Registry("model")
 register_model = MODELS.register
@@ -32,12 +32,10 @@ def _ensure_builtin() -> None:
     from downscale.models import simple_cnn  # noqa: F401
 
 
-def create_model(name: str, *, in_channels: int, out_channels: int, n_forcings: int = 0, n_static: int = 0, **kwargs: Any):
-    """Build a registered model.  ``None`` values are dropped so that an unset
-    recipe value never overrides a model's default."""
+def check_model_options(name: str, kwargs: dict[str, Any]) -> type:
+    """The registered class for ``name``, after checking its options (fails fast, before any data is read)."""
     _ensure_builtin()
     cls = MODELS.get(name)
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     params = inspect.signature(cls).parameters
     valid = [p for p in params if p not in _CORE]
     unknown = [k for k in kwargs if k not in params or k in _CORE]
@@ -50,4 +48,12 @@ def create_model(name: str, *, in_channels: int, out_channels: int, n_forcings: 
             expected=f"one of {', '.join(valid)}",
             fix=f"did you mean '{near}'?" if near else "remove it from the model section",
         )
+    return cls
+
+
+def create_model(name: str, *, in_channels: int, out_channels: int, n_forcings: int = 0, n_static: int = 0, **kwargs: Any):
+    """Build a registered model.  ``None`` values are dropped so that an unset
+    recipe value never overrides a model's default."""
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    cls = check_model_options(name, kwargs)
     return cls(in_channels=in_channels, out_channels=out_channels, n_forcings=n_forcings, n_static=n_static, **kwargs)

@@ -60,8 +60,9 @@ def test_scores(emulator, paired, indices: np.ndarray) -> dict[str, dict[str, fl
     scores: dict[str, dict[str, float]] = {}
     for v, name in enumerate(paired.targets):
         human = get_spec(name).human_units
-        t = convert_units(truth.isel(channel=v).assign_attrs(units=get_spec(name).units), human)
-        p = convert_units(t.copy(data=pred[:, v]), human)
+        canonical = truth.isel(channel=v).assign_attrs(units=get_spec(name).units)
+        t = convert_units(canonical, human)
+        p = convert_units(canonical.copy(data=pred[:, v]), human)
         if name in paired.predictors:
             coarse = x.sel(channel=name).assign_attrs(units=get_spec(name).units)
             b = convert_units(interp(coarse), human)
@@ -91,6 +92,7 @@ def train(
     from downscale.data.normalise import Normaliser
     from downscale.data.pairing import build_pairs
     from downscale.models import create_model
+    from downscale.models.factory import check_model_options
     from downscale.recipe import Recipe, load_recipe
     from downscale.train.engine import Trainer, seed_everything, select_device
     from downscale.train.losses import create_loss
@@ -99,6 +101,9 @@ def train(
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     out_dir = Path(out_dir)
+    model_kwargs = recipe.model.kwargs()
+    check_model_options(recipe.model.type, model_kwargs)  # fail before reading any data
+    create_loss(recipe.loss.type, list(recipe.data.targets), recipe.loss.variables)
     cfg = recipe.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -118,7 +123,6 @@ def train(
     train_set = SampleDataset(materialise(paired, normaliser, train_idx, cache=cache, name="train"))
     val_set = SampleDataset(materialise(paired, normaliser, val_idx, cache=cache, name="validation")) if len(val_idx) else None
 
-    model_kwargs = recipe.model.kwargs()
     model = create_model(
         recipe.model.type,
         in_channels=len(paired.predictors),
