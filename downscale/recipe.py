@@ -8,6 +8,7 @@ closest valid one.  File patterns are relative to the recipe's own folder.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -142,7 +143,7 @@ class Recipe(_Section):
         path = Path(pattern).expanduser()
         if path.is_absolute():
             return str(path)
-        return str(Path(self.root) / path)
+        return os.path.normpath(Path(self.root) / path)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"root"})

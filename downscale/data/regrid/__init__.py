@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from downscale.data.grids import Grid
 from downscale.data.regrid import native as _native  # noqa: F401 - registers "native"
+from downscale.data.regrid import xarray_regrid_backend as _xarray_regrid  # noqa: F401 - registers "xarray_regrid"
 from downscale.data.regrid import xesmf_backend as _xesmf_backend  # noqa: F401 - registers "xesmf" (lazy import)
 from downscale.data.regrid.base import BACKENDS, METHODS, XESMF_FIX, Regridder
 from downscale.errors import RegridError, UnknownNameError
