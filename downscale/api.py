@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from downscale.errors import GridMismatchError
+from downscale.errors import DataError, GridMismatchError
 
 __all__ = ["Emulator", "load"]
 
@@ -175,6 +175,7 @@ class Emulator:
         for start in range(0, time.size, chunk_days):
             sl = slice(start, start + chunk_days)
             xb = np.asarray(x.isel(time=sl).values, np.float32)
+            _check_finite_inputs(xb, x, start, file)
             out[sl] = self.predict(xb, f[sl])
         data_vars = {}
         for v, name in enumerate(self.targets):
@@ -197,6 +198,20 @@ class Emulator:
             }
         )
         return result
+
+
+def _check_finite_inputs(xb: np.ndarray, x: xr.DataArray, start: int, file: str | None) -> None:
+    """Refuse NaN or infinite predictors: the model would silently turn them into garbage."""
+    bad = ~np.isfinite(xb)
+    if bad.any():
+        t, c, i, j = np.argwhere(bad)[0]
+        date = x["time"].values[start + t]
+        raise DataError(
+            f"missing (NaN) or infinite predictor value on {str(date)[:10]} at coarse cell ({i}, {j})",
+            file=file,
+            variable=str(x["channel"].values[c]),
+            fix="fill the gaps or drop those days from the inputs",
+        )
 
 
 def load(path: str | Path) -> Emulator:

@@ -116,3 +116,15 @@ def test_output_folder_not_writable(tmp_path, trained_bundle, iberia):
 def test_verbs_not_built_yet_say_so(verb, tmp_path):
     args = ["x", "y"] if verb == "transfer" else ["x"]
     fails(verb, *args, "-o", tmp_path / "o", match=[f"'downscale {verb}' is not available yet"])
+
+
+def test_nan_in_inputs_is_refused(tmp_path, trained_bundle, iberia):
+    bad = tmp_path / "in"
+    bad.mkdir()
+    src = iberia / "cmip5" / "pr_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc"
+    ds = xr.open_dataset(src)
+    ds["pr"][10, 2, 3] = float("nan")
+    ds.to_netcdf(bad / src.name)
+    shutil.copy(iberia / "cmip5" / "tas_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc", bad)
+    fails("apply", trained_bundle, bad, "-o", tmp_path / "out", match=["variable 'pr'", "NaN", "1982-12-11", "(2, 3)", "Fix:"])
+    assert not list((tmp_path / "out").glob("*.nc"))

@@ -132,3 +132,25 @@ def test_python_api_matches_cli_and_is_unit_agnostic(trained_bundle, iberia, tmp
 def test_describe_verb(trained_bundle):
     result = invoke("describe", trained_bundle)
     assert "perfect-model-iberia" in result.output and "area_mean" not in result.output.split("predictors")[0]
+
+
+def test_apply_one_file_with_several_variables_and_a_glob(tmp_path, trained_bundle, iberia):
+    both = xr.merge(
+        [xr.open_dataset(iberia / CNRM_TAS), xr.open_dataset(iberia / CNRM_TAS.replace("tas", "pr"))],
+        combine_attrs="override",
+        compat="override",
+    ).isel(time=slice(0, 90))
+    both.to_netcdf(tmp_path / "cnrm_tas_pr.nc")
+    invoke("apply", trained_bundle, tmp_path / "cnrm_tas_pr.nc", "-o", tmp_path / "a")
+    invoke("apply", trained_bundle, str(iberia / "cmip5" / "*_historical_*.nc"), "-o", tmp_path / "b")
+    one = xr.open_dataset(next((tmp_path / "a").glob("tas_*.nc")))["tas"]
+    many = xr.open_dataset(next((tmp_path / "b").glob("tas_*.nc")))["tas"].isel(time=slice(0, 90))
+    assert one.shape == (90, 28, 30)
+    np.testing.assert_allclose(one.values, many.values, atol=1e-4)
+
+
+def test_console_script_is_installed():
+    import subprocess
+
+    result = subprocess.run(["downscale", "models"], capture_output=True, text=True, check=True)
+    assert "simple_cnn" in result.stdout.split()

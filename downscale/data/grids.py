@@ -26,23 +26,28 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from downscale.data.rotation import (
+    ROTATED,
+    TOL,
+    fit_error,
+    infer_pole,
+    latlon_of_xyz,
+    mismatched_pole,
+    normalise_lon,
+    rotate,
+    unrotate,
+    xyz,
+)
 from downscale.errors import DataError, GridMismatchError
 
 __all__ = ["EARTH_RADIUS", "Grid", "normalise_lon", "rotate", "unrotate"]
 
 EARTH_RADIUS = 6_371_000.0  # metres
 GridKind = Literal["rectilinear", "curvilinear", "rotated_pole"]
-_ROTATED = "rotated_latitude_longitude"
 _MAPPING_KEYS = ("grid_mapping_name", "grid_north_pole_latitude", "grid_north_pole_longitude",
                  "north_pole_grid_longitude")
-_TOL = 5e-3  # degrees: 2-D lat/lon that agree with a rotated pole to this are taken to be on it
 _FIX = ("give a CF file with 1-D lat/lon, 1-D rlat/rlon plus a rotated_pole grid mapping, "
         "or 2-D lat/lon coordinates (standard_name latitude/longitude)")
-
-
-def normalise_lon(lon: Any) -> np.ndarray:
-    """Longitudes mapped to [-180, 180)."""
-    return (np.asarray(lon, dtype=np.float64) + 180.0) % 360.0 - 180.0
 
 
 def _unwrap_deg(a: np.ndarray) -> np.ndarray:
@@ -73,89 +78,6 @@ def _rect_bounds(lat: np.ndarray, lon: np.ndarray, lat_b: Any, lon_b: Any) -> tu
         raise DataError("rectilinear bounds need n+1 edges", found=f"{lat_b.shape} and {lon_b.shape}",
                         expected=f"({lat.size + 1},) and ({lon.size + 1},)")
     return _arr(lat_b), _arr(lon_b)  # type: ignore[return-value]
-
-
-def _xyz(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    la, lo = np.deg2rad(lat), np.deg2rad(lon)
-    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
-
-
-def _latlon(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lat = np.rad2deg(np.arcsin(np.clip(xyz[..., 2], -1.0, 1.0)))
-    return lat, normalise_lon(np.rad2deg(np.arctan2(xyz[..., 1], xyz[..., 0])))
-
-
-def _rz(deg: float) -> np.ndarray:
-    c, s = np.cos(np.deg2rad(deg)), np.sin(np.deg2rad(deg))
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def _ry(deg: float) -> np.ndarray:
-    c, s = np.cos(np.deg2rad(deg)), np.sin(np.deg2rad(deg))
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def _pole_matrix(mapping: dict) -> np.ndarray:
-    """M with geographic_xyz = M @ rotated_xyz for a CF rotated_latitude_longitude mapping."""
-    plat = float(mapping["grid_north_pole_latitude"])
-    plon = float(mapping["grid_north_pole_longitude"])
-    g0 = float(mapping.get("north_pole_grid_longitude", 0.0))
-    return _rz(plon) @ _ry(90.0 - plat) @ _rz(180.0) @ _rz(-g0)
-
-
-def unrotate(rlat: Any, rlon: Any, mapping: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Geographic (lat, lon) of rotated-pole coordinates (exact spherical rotation, lon in [-180, 180))."""
-    return _latlon(_xyz(np.asarray(rlat, float), np.asarray(rlon, float)) @ _pole_matrix(mapping).T)
-
-
-def rotate(lat: Any, lon: Any, mapping: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Rotated-pole (rlat, rlon) of geographic coordinates (rlon in [-180, 180))."""
-    return _latlon(_xyz(np.asarray(lat, float), np.asarray(lon, float)) @ _pole_matrix(mapping))
-
-
-def _fit_error(y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray, mapping: dict) -> float:
-    """Largest difference (degrees) between the 2-D lat/lon and those computed from the pole."""
-    la, lo = unrotate(*np.meshgrid(y, x, indexing="ij"), mapping)
-    return float(max(np.nanmax(np.abs(la - lat)), np.nanmax(np.abs(normalise_lon(lo - lon)))))
-
-
-def _infer_pole(y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> dict | None:
-    """The rotated pole (rounded to 0.01, else 1e-4 degrees) that maps (y, x) onto the 2-D (lat, lon) within
-    ``_TOL`` degrees, or None when none fits."""
-    r = _xyz(*np.meshgrid(y, x, indexing="ij")).reshape(-1, 3)
-    g = _xyz(lat, lon).reshape(-1, 3)
-    ok = np.isfinite(g).all(axis=1)
-    u, _, vt = np.linalg.svd(g[ok].T @ r[ok])
-    m = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
-    plat, plon = (float(v) for v in _latlon(m[:, 2]))
-    rest = (_rz(plon) @ _ry(90.0 - plat) @ _rz(180.0)).T @ m
-    g0 = float(normalise_lon(-np.rad2deg(np.arctan2(rest[1, 0], rest[0, 0]))))
-    if plat > 90.0 - 1e-4:  # pole at 90N: only plon - g0 matters; keep north_pole_grid_longitude 0
-        plat, plon, g0 = 90.0, float(normalise_lon(plon - g0)), 0.0
-    for decimals in (2, 4):
-        mapping = {"grid_mapping_name": _ROTATED, "grid_north_pole_latitude": round(plat, decimals) + 0.0,
-                   "grid_north_pole_longitude": round(plon, decimals) + 0.0,
-                   "north_pole_grid_longitude": round(g0, decimals) + 0.0}
-        if _fit_error(y, x, lat, lon, mapping) <= _TOL:
-            return mapping
-    return None
-
-
-def _mismatched_pole(y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray, mapping: dict,
-                     name: str | None, file: str | None) -> dict | None:
-    """A file whose 2-D lat/lon disagree with its grid mapping: trust lat/lon (warn), infer the pole from them."""
-    import warnings
-
-    inferred = _infer_pole(y, x, lat, lon)
-    pole = f"{mapping.get('grid_north_pole_latitude')}, {mapping.get('grid_north_pole_longitude')}"
-    if inferred is None:
-        what = "treating the grid as curvilinear"
-    else:
-        what = (f"using the pole that fits them ({inferred['grid_north_pole_latitude']}, "
-                f"{inferred['grid_north_pole_longitude']})")
-    warnings.warn(f"{file or 'dataset'}: grid mapping '{name}' (pole {pole}) does not reproduce the 2-D lat/lon; "
-                  f"{what}", UserWarning, stacklevel=3)
-    return inferred
 
 
 def _q(a: np.ndarray) -> bytes:
@@ -237,7 +159,7 @@ class Grid:
     def rotated(cls, rlat: Any, rlon: Any, pole_lat: float, pole_lon: float, *, north_pole_grid_longitude: float = 0.0,
                 dims: tuple[str, str] = ("rlat", "rlon"), mapping_name: str = "rotated_pole") -> Grid:
         """A rotated-pole grid from its 1-D rotated axes and pole; lat/lon are computed."""
-        mapping = {"grid_mapping_name": _ROTATED, "grid_north_pole_latitude": pole_lat,
+        mapping = {"grid_mapping_name": ROTATED, "grid_north_pole_latitude": pole_lat,
                    "grid_north_pole_longitude": pole_lon, "north_pole_grid_longitude": north_pole_grid_longitude}
         return cls("rotated_pole", dims, np.empty(0), np.empty(0), rlat, rlon, mapping, mapping_name)
 
@@ -373,11 +295,11 @@ class Grid:
         if b is not None:
             yc, xc = np.meshgrid(b[0], b[1], indexing="ij")
             return unrotate(yc, xc, self.mapping) if self.kind == "rotated_pole" else (yc, normalise_lon(xc))
-        p = _xyz(self.lat, self.lon)
+        p = xyz(self.lat, self.lon)
         p = np.concatenate([2 * p[:1] - p[1:2], p, 2 * p[-1:] - p[-2:-1]], axis=0)
         p = np.concatenate([2 * p[:, :1] - p[:, 1:2], p, 2 * p[:, -1:] - p[:, -2:-1]], axis=1)
         c = 0.25 * (p[1:, 1:] + p[:-1, 1:] + p[1:, :-1] + p[:-1, :-1])
-        return _latlon(c / np.linalg.norm(c, axis=-1, keepdims=True))
+        return latlon_of_xyz(c / np.linalg.norm(c, axis=-1, keepdims=True))
 
     def cell_area(self) -> np.ndarray:
         """(ny, nx) cell areas in m2 on a sphere of radius 6371 km.
@@ -390,7 +312,7 @@ class Grid:
             dsin = np.abs(np.diff(np.sin(np.deg2rad(b[0]))))
             dlon = np.abs(np.diff(np.deg2rad(b[1])))
             return EARTH_RADIUS**2 * dsin[:, None] * dlon[None, :]
-        p = _xyz(self.lat, self.lon)
+        p = xyz(self.lat, self.lon)
         ty = np.gradient(p, axis=0) if p.shape[0] > 1 else np.zeros_like(p)
         tx = np.gradient(p, axis=1) if p.shape[1] > 1 else np.zeros_like(p)
         return EARTH_RADIUS**2 * np.linalg.norm(np.cross(ty, tx), axis=-1)
@@ -406,7 +328,7 @@ class Grid:
         if b is None:
             from scipy.spatial import cKDTree
 
-            dist, idx = cKDTree(_xyz(self.lat, self.lon).reshape(-1, 3)).query(_xyz(olat, olon))
+            dist, idx = cKDTree(xyz(self.lat, self.lon).reshape(-1, 3)).query(xyz(olat, olon))
             reach = 0.75 * np.sqrt(self.cell_area().ravel()[idx]) / EARTH_RADIUS + np.deg2rad(halo)
             return bool(np.all(dist <= reach))
         oy, ox = self.native_coords(olat, olon)
@@ -496,15 +418,15 @@ def _read_grid(cls: type[Grid], ds: xr.Dataset, file: str | None) -> Grid:
         ry, rx = _find_std(ds, "grid_latitude", ("rlat",)), _find_std(ds, "grid_longitude", ("rlon",))
         if mapping is None and ry is not None and rx is not None and ylat is not None and ylat.ndim == 2:
             lat2, lon2 = _oriented(ylat, xlon, (ry.dims[0], rx.dims[0]))
-            mapping, mname = _infer_pole(ry.values, rx.values, lat2, lon2), referenced
+            mapping, mname = infer_pole(ry.values, rx.values, lat2, lon2), referenced
         if mapping is not None and ry is not None and rx is not None:
             dims = (ry.dims[0], rx.dims[0])
             y, x = np.asarray(ry.values, float), np.asarray(rx.values, float)
             lat = lon = np.empty(0)
             if ylat is not None and ylat.ndim == 2 and set(ylat.dims) == set(dims):
                 lat, lon = _oriented(ylat, xlon, dims)
-                if _fit_error(y, x, lat, lon, mapping) > _TOL:
-                    mapping = _mismatched_pole(y, x, lat, lon, mapping, mname, file)
+                if fit_error(y, x, lat, lon, mapping) > TOL:
+                    mapping = mismatched_pole(y, x, lat, lon, mapping, mname, file)
                     if mapping is None:
                         return cls("curvilinear", dims, lat, lon)
             return cls("rotated_pole", dims, lat, lon, y, x, mapping, mname)
@@ -544,7 +466,7 @@ def _find_mapping(ds: xr.Dataset) -> tuple[str | None, dict | None, str | None]:
         names.insert(0, referenced)
     for n in names:
         attrs = ds[n].attrs
-        if attrs.get("grid_mapping_name") == _ROTATED and "grid_north_pole_latitude" in attrs:
+        if attrs.get("grid_mapping_name") == ROTATED and "grid_north_pole_latitude" in attrs:
             return n, dict(attrs), referenced
     return None, None, referenced if referenced not in names else None
 

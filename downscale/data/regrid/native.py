@@ -194,7 +194,7 @@ def _area_mean(source: Grid, target: Grid) -> sparse.coo_matrix:
 def _nearest(source: Grid, target: Grid) -> sparse.coo_matrix:
     from scipy.spatial import cKDTree
 
-    from downscale.data.grids import _xyz
+    from downscale.data.rotation import xyz as _xyz
 
     tree = cKDTree(_xyz(source.lat2d, source.lon2d).reshape(-1, 3))
     _, idx = tree.query(_xyz(target.lat2d, target.lon2d).reshape(-1, 3))
