@@ -277,3 +277,27 @@ def test_native_agrees_with_xarray_regrid(grids, data, method):
     both = np.isfinite(a) & np.isfinite(b)
     assert both.mean() > 0.5
     np.testing.assert_allclose(a[both], b[both], rtol=0, atol=5e-3)  # K
+
+
+# ------------------------------------------------------------------------------------------ round trips
+@pytest.mark.parametrize("method", ["bilinear", "conservative", "nearest"])
+def test_same_grid_round_trip_is_identity(grids, data, method):
+    out = create_regridder(grids["eobs"], grids["eobs"], method)(data["eobs"])
+    np.testing.assert_allclose(out.values, data["eobs"].values, rtol=0, atol=1e-4, equal_nan=True)
+
+
+def test_conservative_there_and_back_keeps_the_area_mean():
+    """0.5 deg -> 1.0 deg (exact 2x2 blocks) -> 0.5 deg: the area-weighted mean survives both ways."""
+    fine = Grid.rectilinear(np.arange(35.25, 45.0, 0.5), np.arange(-9.75, 4.0, 0.5))
+    coarse = Grid.rectilinear(np.arange(35.5, 45.0, 1.0), np.arange(-9.5, 4.5, 1.0))
+    rng = np.random.default_rng(0)
+    values = xr.DataArray(rng.normal(280, 5, (3, *fine.shape)), dims=("time", *fine.dims))
+    up = create_regridder(fine, coarse, "conservative")(values)
+    back = create_regridder(coarse, fine, "conservative")(up)
+    w_f, w_c = fine.cell_area(), coarse.cell_area()
+    mean = lambda v, w: (v * w).sum(axis=(-2, -1)) / w.sum()  # noqa: E731
+    np.testing.assert_allclose(mean(up.values, w_c), mean(values.values, w_f), rtol=1e-10)
+    np.testing.assert_allclose(mean(back.values, w_f), mean(values.values, w_f), rtol=1e-10)
+    # and each coarse cell is the area mean of its 2x2 block
+    block = values.values[0, :2, :2]
+    np.testing.assert_allclose(up.values[0, 0, 0], (block * w_f[:2, :2]).sum() / w_f[:2, :2].sum(), rtol=1e-10)

@@ -124,6 +124,8 @@ def _axis_interp(axis: np.ndarray, t: np.ndarray, periodic_lon: bool) -> tuple[n
     t = np.clip(t, a_s[0], a_s[-1])  # clamp to the edge centres
     i = np.clip(np.searchsorted(a_s, t, side="right") - 1, 0, a_s.size - 2)
     f = (t - a_s[i]) / (a_s[i + 1] - a_s[i])
+    # a target on a source centre (to rounding) takes that centre alone: no NaN leaks in from a neighbour
+    f = np.where(f < 1e-9, 0.0, np.where(f > 1.0 - 1e-9, 1.0, f))
     return order[i], order[i + 1], f
 
 
