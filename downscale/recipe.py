@@ -104,21 +104,40 @@ class ModelSection(BaseModel):
 
 
 class LossSection(_Section):
+    """``type`` is the loss of every target; ``variables`` overrides it per variable
+    (e.g. ``{pr: bernoulli_gamma}``); ``params`` holds per-loss options
+    (e.g. ``{asymmetric: {gamma_shape: ...}}``); ``members`` is the ensemble size drawn
+    per training sample by losses that need an ensemble (CRPS)."""
+
     type: str = "mse"
     variables: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    members: int = Field(2, ge=1)
 
 
 class TrainSection(_Section):
+    """Training settings.  ``batch_size`` is the global batch (split over DDP ranks);
+    ``accumulate`` micro-batches make one optimiser step; ``amp`` is ``auto`` (bf16 on
+    GPUs that support it, off on CPU), ``bf16``, ``fp16`` or ``off``; ``checkpoint_every``
+    writes a resumable checkpoint every N optimiser steps (and at each epoch end);
+    ``mlflow`` is a tracking URI (e.g. ``file:./mlruns``) or None."""
+
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
+    accumulate: int = Field(1, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["constant", "cosine"] = "cosine"
+    schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
+    warmup: float = Field(0.02, ge=0, lt=1)
     patience: int | None = Field(None, ge=1)
     seed: int = 0
     device: str = "auto"
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
+    checkpoint_every: int | None = Field(None, ge=1)
+    mlflow: str | None = None
+    grad_clip: float | None = Field(None, gt=0)
 
 
 class ApplySection(_Section):
