@@ -43,11 +43,22 @@ class Emulator:
         self.coarse_grid = Grid.from_dict(meta["grids"]["coarse"])
         self.fine_grid = Grid.from_dict(meta["grids"]["fine"])
         self.normaliser = Normaliser.from_dict(meta["normaliser"])
+        from downscale.train.losses import create_criterion
+
+        loss = meta["recipe"]["loss"]
+        self.criterion = create_criterion(
+            loss["type"],
+            self.targets,
+            loss.get("variables"),
+            params=loss.get("params"),
+            members=loss.get("members", 2),
+            normaliser=self.normaliser,
+        )
         m = meta["model"]
         self.model = create_model(
             m["type"],
             in_channels=len(self.predictors),
-            out_channels=len(self.targets),
+            out_channels=self.criterion.out_channels,
             n_forcings=int(m["n_forcings"]),
             n_static=len(self.static_names),
             **m.get("kwargs", {}),
@@ -132,51 +143,88 @@ class Emulator:
         return stack_channels(fields, self.coarse_grid.dims)
 
     # -- inference --------------------------------------------------------
-    def predict(self, x: np.ndarray, f: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
-        """Raw model on canonical-unit arrays: x [T, C, h, w] → [T, V, H, W]."""
+    @property
+    def stochastic(self) -> bool:
+        """True when the model draws noise: each forward pass is one ensemble member."""
+        return int(self.meta["model"].get("kwargs", {}).get("n_noise", 0) or 0) > 0
+
+    def predict(
+        self,
+        x: np.ndarray,
+        f: np.ndarray,
+        *,
+        members: int | None = None,
+        mode: str = "mean",
+        batch_size: int = 64,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """The model on canonical-unit arrays: x [T, C, h, w] → [T, V, H, W] in canonical units,
+        or [T, members, V, H, W] when ``members`` is given (one forward pass per member).
+
+        ``mode`` reads each head's prediction: ``mean`` (expectation) or ``sample`` (a draw,
+        e.g. from a Bernoulli-gamma head).  ``seed`` makes noise and draws reproducible.
+        """
         import torch
 
         from downscale.data.variables import get_spec
 
+        n_members = members or 1
         xn = self.normaliser.normalise("predictors", x.astype(np.float32), self.predictors, axis=1)
-        out = np.empty((len(x), len(self.targets), *self.fine_grid.shape), np.float32)
+        out = np.empty((len(x), n_members, len(self.targets), *self.fine_grid.shape), np.float32)
         s = torch.from_numpy(self._static)[None]
-        with torch.no_grad():
+        fork = torch.random.fork_rng(devices=[])
+        with fork, torch.no_grad():
+            torch.manual_seed(seed)
+            generator = torch.Generator().manual_seed(seed + 1)
             for i in range(0, len(x), batch_size):
                 xb = torch.from_numpy(xn[i : i + batch_size]).to(self.device)
                 fb = torch.from_numpy(f[i : i + batch_size].astype(np.float32)).to(self.device)
                 sb = s.expand(len(xb), *s.shape[1:]).to(self.device)
-                yb = self.model(xb, fb, sb, self.fine_grid.shape)
-                out[i : i + len(xb)] = self.normaliser.denormalise("targets", yb, self.targets, axis=1).cpu().numpy()
+                raw = torch.stack([self.model(xb, fb, sb, self.fine_grid.shape) for _ in range(n_members)], dim=1)
+                yb = self.criterion.predict(raw, mode, generator)  # [B, M, V, H, W], normalised
+                yb = self.normaliser.denormalise("targets", yb, self.targets, axis=2)
+                out[i : i + len(xb)] = yb.cpu().numpy()
         for v, name in enumerate(self.targets):
-            lo, hi = get_spec(name).plausible
+            lo, _ = get_spec(name).plausible
             if lo == 0.0:  # physically non-negative (precipitation): no negative values
-                np.maximum(out[:, v], 0.0, out=out[:, v])
+                np.maximum(out[:, :, v], 0.0, out=out[:, :, v])
         if self.valid_mask is not None:
-            out = np.where(self.valid_mask[None], out, np.nan).astype(np.float32)
-        return out
+            out = np.where(self.valid_mask[None, None], out, np.nan).astype(np.float32)
+        return out if members else out[:, 0]
 
     def downscale(
         self,
         ds: xr.Dataset,
         *,
         scenario: str | None = None,
+        members: int | None = None,
+        mode: str = "mean",
         chunk_days: int = 365,
+        seed: int = 0,
         file: str | None = None,
     ) -> xr.Dataset:
-        """Downscale ``ds`` (coarse predictors) to an ``xr.Dataset`` on the fine grid."""
+        """Downscale ``ds`` (coarse predictors) to an ``xr.Dataset`` on the fine grid.
+
+        ``members``: an ensemble of that many members (a ``member`` dimension), one
+        forward pass each (stochastic models); ``mode``: ``mean`` or ``sample`` (see
+        :meth:`predict`).  The chunk size does not change the result.
+        """
         from downscale.data.forcings import compute_forcings
         from downscale.data.variables import get_spec
 
         x = self.coarse_fields(ds, file=file)
         time = x["time"]
         f = compute_forcings(time, self.forcings, self._scenario(ds, scenario))
-        out = np.empty((time.size, len(self.targets), *self.fine_grid.shape), np.float32)
+        lead = (time.size, members) if members else (time.size,)
+        out = np.empty((*lead, len(self.targets), *self.fine_grid.shape), np.float32)
         for start in range(0, time.size, chunk_days):
             sl = slice(start, start + chunk_days)
             xb = np.asarray(x.isel(time=sl).values, np.float32)
             _check_finite_inputs(xb, x, start, file)
-            out[sl] = self.predict(xb, f[sl])
+            # the seed of each chunk depends on its first day only, so chunking does not change the result
+            out[sl] = self.predict(xb, f[sl], members=members, mode=mode, seed=seed * 1_000_003 + start)
+        dims = ("time", "member") if members else ("time",)
+        coords = {"time": time, **({"member": np.arange(members)} if members else {})}
         data_vars = {}
         for v, name in enumerate(self.targets):
             spec = get_spec(name)
@@ -185,7 +233,7 @@ class Emulator:
                 "long_name": f"{spec.long_name} (downscaled)",
                 "units": spec.units,
             }
-            data_vars[name] = self.fine_grid.wrap(out[:, v], name, leading=("time",), coords={"time": time}, attrs=attrs)
+            data_vars[name] = self.fine_grid.wrap(out[..., v, :, :], name, leading=dims, coords=coords, attrs=attrs)
         result = self.fine_grid.to_dataset(data_vars)
         if "time" in ds.coords and "time" in ds["time"].encoding:
             result["time"].encoding.update(

@@ -14,7 +14,7 @@ from downscale.data.pairing import build_pairs
 from downscale.data.regrid import create_regridder
 from downscale.errors import CalendarError, GridMismatchError
 from downscale.recipe import load_recipe
-from downscale.train.losses import create_loss
+from downscale.train.losses import create_criterion
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ def test_block_sampler_is_a_seeded_permutation():
 
 
 def test_masked_loss_ignores_invalid_cells():
-    loss = create_loss("mse", ["tas", "pr"], {"pr": "mae"})
+    loss = create_criterion("mse", ["tas", "pr"], {"pr": "mae"})
     y = torch.zeros(2, 2, 4, 4)
     m = torch.ones(2, 2, 4, 4, dtype=torch.bool)
     pred = torch.zeros(2, 2, 4, 4)

@@ -91,8 +91,10 @@ class Trainer:
                 group["lr"] = base * float(frac)
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, M, C, H, W]: M forward passes (ensemble members) when the loss needs them."""
         out_shape = tuple(batch["y"].shape[-2:])
-        return self.model(batch["x"], batch["f"], batch["s"], out_shape)
+        members = getattr(self.loss_fn, "members", 1)
+        return torch.stack([self.model(batch["x"], batch["f"], batch["s"], out_shape) for _ in range(members)], dim=1)
 
     @torch.no_grad()
     def evaluate(self, loader) -> float:

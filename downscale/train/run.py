@@ -95,7 +95,7 @@ def train(
     from downscale.models.factory import check_model_options
     from downscale.recipe import Recipe, load_recipe
     from downscale.train.engine import Trainer, seed_everything, select_device
-    from downscale.train.losses import create_loss
+    from downscale.train.losses import create_criterion
 
     t_start = time.perf_counter()
     if not isinstance(recipe, Recipe):
@@ -103,7 +103,7 @@ def train(
     out_dir = Path(out_dir)
     model_kwargs = recipe.model.kwargs()
     check_model_options(recipe.model.type, model_kwargs)  # fail before reading any data
-    create_loss(recipe.loss.type, list(recipe.data.targets), recipe.loss.variables)
+    create_criterion(recipe.loss.type, list(recipe.data.targets), recipe.loss.variables, params=recipe.loss.params)
     cfg = recipe.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -123,15 +123,22 @@ def train(
     train_set = SampleDataset(materialise(paired, normaliser, train_idx, cache=cache, name="train"))
     val_set = SampleDataset(materialise(paired, normaliser, val_idx, cache=cache, name="validation")) if len(val_idx) else None
 
+    loss = create_criterion(
+        recipe.loss.type,
+        paired.targets,
+        recipe.loss.variables,
+        params=recipe.loss.params,
+        members=recipe.loss.members,
+        normaliser=normaliser,
+    )
     model = create_model(
         recipe.model.type,
         in_channels=len(paired.predictors),
-        out_channels=len(paired.targets),
+        out_channels=loss.out_channels,
         n_forcings=len(paired.forcing_names),
         n_static=len(paired.static_names),
         **model_kwargs,
     )
-    loss = create_loss(recipe.loss.type, paired.targets, recipe.loss.variables)
     trainer = Trainer(
         model,
         loss,
@@ -181,8 +188,10 @@ def train(
             "type": recipe.model.type,
             "kwargs": model_kwargs,
             "n_forcings": len(paired.forcing_names),
+            "out_channels": loss.out_channels,
             "parameters": int(sum(p.numel() for p in model.parameters())),
         },
+        "loss": loss.describe(),
         "recipe": recipe.to_dict(),
         "provenance": provenance,
         "training": {
