@@ -80,6 +80,7 @@ class DataSection(_Section):
     upscale: str = "area_mean"
     regrid: str = "bilinear"
     static: dict[str, Files] = Field(default_factory=dict)
+    static_from_grid: list[Literal["lat", "lon"]] = Field(default_factory=list)
     forcings: list[str] = Field(default_factory=lambda: ["season"])
     scenario: str = "historical"
     periods: Periods

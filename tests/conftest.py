@@ -36,3 +36,22 @@ def trained_bundle(tmp_path_factory) -> Path:
     result = CliRunner().invoke(app, ["train", str(RECIPES / "perfect-model-iberia.yaml"), "-o", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A quickly trained (1 epoch, narrow) perfect-model Iberia bundle, for tests of apply and the
+    bundle machinery that do not judge skill.  Same data, grids and variables as the real recipe."""
+    from downscale.recipe import load_recipe
+    from downscale.train.run import train
+
+    recipe = load_recipe(RECIPES / "perfect-model-iberia.yaml")
+    recipe = recipe.model_copy(
+        update={
+            "model": recipe.model.model_validate({"type": "simple_cnn", "width": 8, "coarse_blocks": 1, "fine_blocks": 1}),
+            "train": recipe.train.model_copy(update={"epochs": 1}),
+        }
+    )
+    out = tmp_path_factory.mktemp("tiny") / "tiny-perfect-model-iberia"
+    train(recipe, out, progress=False)
+    return out

@@ -230,12 +230,17 @@ def build_pairs(recipe: Recipe) -> PairedData:
     y = stack_channels(targets, fine_grid.dims)
 
     static = None
+    fields: dict[str, xr.DataArray] = {}
     if data.static:
         fields, conv, more = _open_all(recipe, data.static)
         conversions += conv
         files += more
         _check_on_grid(fields, fine_grid, "static field")
         fields = {n: (da.isel(time=0, drop=True) if "time" in da.dims else da) for n, da in fields.items()}
+    for name in data.static_from_grid:  # the grid's own coordinates as static fields
+        values = {"lat": fine_grid.lat2d, "lon": fine_grid.lon2d}[name]
+        fields[name] = xr.DataArray(np.asarray(values, np.float32), dims=fine_grid.dims)
+    if fields:
         static = stack_channels(fields, fine_grid.dims).load()
 
     f = compute_forcings(ref["time"], data.forcings, data.scenario)

@@ -76,6 +76,9 @@ _SPECS: tuple[VariableSpec, ...] = (
     VariableSpec("vas", "northward_wind", "m s-1", "Northward near-surface wind", "m s-1", (-150.0, 150.0)),
     VariableSpec("orog", "surface_altitude", "m", "Surface altitude", "m", (-500.0, 9000.0)),
     VariableSpec("sftlf", "land_area_fraction", "%", "Land area fraction", "%", (0.0, 100.0)),
+    # grid coordinates, usable as static fields (data.static_from_grid)
+    VariableSpec("lat", "latitude", "degrees_north", "Latitude of the cell centre", "degrees_north", (-90.0, 90.0)),
+    VariableSpec("lon", "longitude", "degrees_east", "Longitude of the cell centre", "degrees_east", (-180.0, 360.0)),
 )
 
 #: name -> spec, in table order.
