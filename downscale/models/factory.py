@@ -29,7 +29,7 @@ _CORE = ("in_channels", "out_channels", "n_forcings", "n_static")
 
 def _ensure_builtin() -> None:
     # importing the modules registers their models
-    from downscale.models import simple_cnn  # noqa: F401
+    from downscale.models import deepesd, simple_cnn, timm_unet, transformer, unet  # noqa: F401
 
 
 def check_model_options(name: str, kwargs: dict[str, Any]) -> type:

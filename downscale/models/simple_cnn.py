@@ -4,15 +4,20 @@ The coarse encoder sees the predictors (and the forcings as constant channels).
 Its features are interpolated to the fine grid size, where they meet the static
 fields (orography) and a few residual blocks produce the targets.  Nothing in it
 depends on the grid sizes, so it runs on any domain and any ratio.
+
+With ``n_noise > 0`` it is stochastic: the residual blocks become conditioned
+blocks whose norms are modulated (FiLM) by ``c = concat(f, z)`` with fresh noise
+``z`` at each forward pass (one ensemble member per pass).  With ``n_noise=0``
+(default) the network is unchanged: the same layers and state-dict keys.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from downscale.models.factory import register_model
+from downscale.models.layers import ConditionedBlock, CondSequential, noise_and_forcings, resize
 
 __all__ = ["SimpleCNN"]
 
@@ -24,7 +29,7 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(width, width, 3, padding=1, padding_mode=padding_mode)
         self.act = nn.GELU()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         return x + self.conv2(self.act(self.conv1(self.act(x))))
 
 
@@ -37,17 +42,25 @@ class SimpleCNN(nn.Module):
         out_channels: int,
         n_forcings: int = 0,
         n_static: int = 0,
+        n_noise: int = 0,
         width: int = 48,
         coarse_blocks: int = 2,
         fine_blocks: int = 3,
         padding_mode: str = "replicate",
     ) -> None:
         super().__init__()
-        self.n_forcings, self.n_static = n_forcings, n_static
+        self.n_forcings, self.n_static, self.n_noise = n_forcings, n_static, n_noise
+        cond = n_forcings + n_noise
+
+        def block() -> nn.Module:
+            if n_noise:
+                return ConditionedBlock(width, width, cond, padding_mode=padding_mode, act_layer=nn.GELU)
+            return ResBlock(width, padding_mode)
+
         self.stem = nn.Conv2d(in_channels + n_forcings, width, 3, padding=1, padding_mode=padding_mode)
-        self.coarse = nn.Sequential(*[ResBlock(width, padding_mode) for _ in range(coarse_blocks)])
+        self.coarse = CondSequential(block() for _ in range(coarse_blocks))
         self.merge = nn.Conv2d(width + in_channels + n_static, width, 3, padding=1, padding_mode=padding_mode)
-        self.fine = nn.Sequential(*[ResBlock(width, padding_mode) for _ in range(fine_blocks)])
+        self.fine = CondSequential(block() for _ in range(fine_blocks))
         self.head = nn.Conv2d(width, out_channels, 1)
 
     def forward(self, x: torch.Tensor, f: torch.Tensor, s: torch.Tensor, out_shape: tuple[int, int]) -> torch.Tensor:
@@ -55,12 +68,11 @@ class SimpleCNN(nn.Module):
         inp = x
         if self.n_forcings:
             inp = torch.cat([x, f[:, :, None, None].expand(b, self.n_forcings, h, w)], dim=1)
-        z = self.coarse(self.stem(inp))
+        c = noise_and_forcings(f if self.n_forcings else None, self.n_noise, b, like=x) if self.n_noise else None
+        z = self.coarse(self.stem(inp), c)
         size = tuple(out_shape)
-        up = F.interpolate(z, size=size, mode="bilinear", align_corners=False)
-        xup = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        parts = [up, xup] + ([s] if self.n_static else [])
-        z = self.fine(self.merge(torch.cat(parts, dim=1)))
+        parts = [resize(z, size), resize(x, size)] + ([s] if self.n_static else [])
+        z = self.fine(self.merge(torch.cat(parts, dim=1)), c)
         return self.head(z)
 
 
