@@ -1,0 +1,162 @@
+"""Reference downscaling methods every emulator should beat.
+
+* ``bilinear``: the coarse field interpolated bilinearly onto the fine grid;
+* ``bilinear_bc``: the same, then corrected cell by cell toward the target's training climatology --
+  **additive** (``+ mean(truth - bilinear)``, for tas and other unbounded fields) or **multiplicative**
+  (``* sum(truth) / sum(bilinear)``, for pr and other non-negative amounts).
+
+Which correction applies comes from the variable's canonical units (:func:`correction_kind`) or is given as
+``kind``; nothing here looks at variable names.  Both baselines share one interface::
+
+    from downscale.evaluate.baselines import create_baseline
+    bc = create_baseline("bilinear_bc", paired.coarse_grid, paired.fine_grid, kind="additive")
+    bc.fit(coarse_train, truth_train)          # DataArrays (time, y, x) on the coarse / fine grid
+    fine = bc.predict(coarse_test)             # DataArray (time, Y, X) on the fine grid
+
+Fit and predict in the same units (canonical ones are simplest: the corrections do not depend on them, except
+that an additive offset is in the units it was fitted in).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from downscale.data.grids import Grid
+from downscale.registry import Registry
+
+__all__ = ["BASELINES", "BiasCorrectedBilinear", "Bilinear", "bilinear", "correction_kind", "create_baseline"]
+
+Kind = Literal["additive", "multiplicative"]
+KINDS: tuple[str, ...] = ("additive", "multiplicative")
+
+#: units of non-negative amounts or fluxes, corrected multiplicatively; any other units are corrected additively
+MULTIPLICATIVE_UNITS: frozenset[str] = frozenset(
+    {"kg m-2 s-1", "kg m-2 d-1", "kg m-2 day-1", "mm day-1", "mm d-1", "mm/day", "mm", "kg m-2", "mm s-1", "mm h-1"}
+)
+
+BASELINES: Registry[type] = Registry("baseline")
+
+
+def correction_kind(units: str) -> Kind:
+    """``multiplicative`` for the units of a precipitation-like amount (kg m-2 s-1, mm day-1, ...), else
+    ``additive``."""
+    return "multiplicative" if " ".join(str(units).split()) in MULTIPLICATIVE_UNITS else "additive"
+
+
+def bilinear(coarse: xr.DataArray, coarse_grid: Grid, fine_grid: Grid) -> xr.DataArray:
+    """``coarse`` (any leading dims, last two on ``coarse_grid``) interpolated bilinearly onto ``fine_grid``."""
+    from downscale.data.regrid import create_regridder
+
+    return create_regridder(coarse_grid, fine_grid, "bilinear")(coarse)
+
+
+def _values_like(da: xr.DataArray, like: xr.DataArray) -> np.ndarray:
+    """``da``'s values in ``like``'s dimension order (by name when they share names, else by position)."""
+    if set(da.dims) == set(like.dims):
+        da = da.transpose(*like.dims)
+    values = np.asarray(da.values, dtype=np.float64)
+    if values.shape != like.shape:
+        raise ValueError(f"the target has shape {values.shape}, the bilinear field {like.shape}: "
+                         "give the target on the fine grid, over the same days as the coarse field")
+    return values
+
+
+@BASELINES.register("bilinear")
+class Bilinear:
+    """Plain bilinear interpolation; ``fit`` does nothing (kept for the common baseline interface)."""
+
+    name = "bilinear"
+
+    def __init__(self, coarse_grid: Grid, fine_grid: Grid, kind: Kind | None = None, **_: Any) -> None:
+        from downscale.data.regrid import create_regridder
+
+        self.coarse_grid, self.fine_grid = coarse_grid, fine_grid
+        self.regridder = create_regridder(coarse_grid, fine_grid, "bilinear")
+
+    def fit(self, coarse_train: xr.DataArray, truth_train: xr.DataArray) -> Bilinear:
+        return self
+
+    def predict(self, coarse: xr.DataArray) -> xr.DataArray:
+        return self.regridder(coarse)
+
+
+@BASELINES.register("bilinear_bc")
+class BiasCorrectedBilinear(Bilinear):
+    """Bilinear interpolation with a per-cell correction fitted on a training period.
+
+    ``kind="additive"``: ``correction = mean_t(truth - bilinear)`` and ``predict = bilinear + correction``.
+    ``kind="multiplicative"``: ``correction = sum_t(truth) / sum_t(bilinear)`` and ``predict = bilinear *
+    correction``; where the bilinear sum is ~0 (below ``1e-9`` of the largest cell's, or not positive) the
+    factor is 1, and factors are clipped to ``ratio_limits`` (default [0.05, 20]).
+
+    Only days where both fields are finite enter a cell's correction.  A cell with no valid training target
+    (e.g. sea in E-OBS) keeps the uncorrected bilinear value (offset 0, factor 1); the fitted
+    :attr:`correction` has NaN there so that it shows.
+    """
+
+    name = "bilinear_bc"
+
+    def __init__(self, coarse_grid: Grid, fine_grid: Grid, kind: Kind = "additive", *,
+                 ratio_limits: tuple[float, float] = (0.05, 20.0), **_: Any) -> None:
+        if kind not in KINDS:
+            from downscale.errors import UnknownNameError
+
+            raise UnknownNameError("bias-correction kind", kind, KINDS)
+        super().__init__(coarse_grid, fine_grid)
+        self.kind: Kind = kind
+        self.ratio_limits = (float(ratio_limits[0]), float(ratio_limits[1]))
+        self.correction: xr.DataArray | None = None
+        self.units: str | None = None
+
+    @classmethod
+    def for_units(cls, coarse_grid: Grid, fine_grid: Grid, units: str, **kwargs: Any) -> BiasCorrectedBilinear:
+        """The baseline with the correction that suits ``units`` (see :func:`correction_kind`)."""
+        return cls(coarse_grid, fine_grid, correction_kind(units), **kwargs)
+
+    def fit(self, coarse_train: xr.DataArray, truth_train: xr.DataArray) -> BiasCorrectedBilinear:
+        b_da = self.regridder(coarse_train)
+        b = np.asarray(b_da.values, dtype=np.float64)
+        t = _values_like(truth_train, b_da)
+        valid = np.isfinite(b) & np.isfinite(t)
+        n = valid.sum(axis=0)
+        bv, tv = np.where(valid, b, 0.0), np.where(valid, t, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if self.kind == "additive":
+                corr = np.where(n > 0, (tv - bv).sum(axis=0) / np.maximum(n, 1), np.nan)
+            else:
+                sb, st = bv.sum(axis=0), tv.sum(axis=0)
+                tiny = 1e-9 * max(float(np.max(sb, initial=0.0)), 0.0)
+                ratio = np.where((sb > tiny) & (sb > 0), st / np.where(sb > 0, sb, 1.0), 1.0)
+                corr = np.where(n > 0, np.clip(ratio, *self.ratio_limits), np.nan)
+        spatial = b_da.dims[-2:]
+        coords = {k: v for k, v in b_da.coords.items() if set(v.dims) <= set(spatial)}
+        days = int(b.shape[0]) if b.ndim == 3 else 1
+        self.correction = xr.DataArray(corr, dims=spatial, coords=coords, name="correction",
+                                       attrs={"kind": self.kind, "training_days": days})
+        self.units = coarse_train.attrs.get("units") or truth_train.attrs.get("units")
+        return self
+
+    def predict(self, coarse: xr.DataArray) -> xr.DataArray:
+        if self.correction is None:
+            raise RuntimeError("fit the bias-corrected bilinear baseline before predicting")
+        units = coarse.attrs.get("units")
+        if units and self.units and " ".join(units.split()) != " ".join(self.units.split()):
+            from downscale.errors import UnitsError
+
+            raise UnitsError("the baseline was fitted in other units", found=units, expected=self.units,
+                             fix="convert the coarse field to the units used in fit()")
+        b = self.regridder(coarse)
+        corr = self.correction.values
+        if self.kind == "additive":
+            out = b + np.where(np.isfinite(corr), corr, 0.0)
+        else:
+            out = b * np.where(np.isfinite(corr), corr, 1.0)
+        return out.astype(b.dtype).assign_attrs(b.attrs)
+
+
+def create_baseline(name: str, coarse_grid: Grid, fine_grid: Grid, **kwargs: Any) -> Bilinear:
+    """A registered baseline (``bilinear`` or ``bilinear_bc``) from ``coarse_grid`` to ``fine_grid``."""
+    return BASELINES.get(name)(coarse_grid, fine_grid, **kwargs)
