@@ -40,17 +40,23 @@ def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the emulator bundle to.")],
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe key, e.g. --set train.epochs=8 (repeatable).")
+    ] = None,
 ) -> None:
     """Train an emulator from a recipe and write its bundle."""
+    from downscale.recipe import load_recipe
     from downscale.train.run import train as train_fn
 
-    result = _run(lambda: train_fn(recipe, output, progress=progress, console=console))
+    result = _run(lambda: train_fn(load_recipe(recipe, overrides), output, progress=progress, console=console))
     if result.scores:
-        table = Table(title=f"test period skill ({next(iter(result.scores.values()))['days']} days)")
-        for col in ("variable", "RMSE emulator", "RMSE bilinear", "units"):
+        methods = list(dict.fromkeys(r["method"] for r in result.scores))
+        table = Table(title=f"test period skill ({result.test_days} days)")
+        for col in ("variable", "metric", "units", *methods):
             table.add_column(col)
-        for name, s in result.scores.items():
-            table.add_row(name, f"{s['rmse']:.3f}", f"{s['rmse_bilinear']:.3f}", s["units"])
+        value = {(r["variable"], r["metric"], r["method"]): r["value"] for r in result.scores}
+        for var, metric, units in dict.fromkeys((r["variable"], r["metric"], r["units"]) for r in result.scores):
+            table.add_row(var, metric, units, *(f"{value.get((var, metric, m), float('nan')):.3f}" for m in methods))
         out.print(table)
     out.print(f"bundle [bold]{result.bundle_id}[/] written to {result.bundle_path} in {result.seconds:.0f} s")
 
@@ -58,22 +64,52 @@ def train(
 @app.command()
 def apply(
     bundle: Annotated[Path, typer.Argument(help="Emulator bundle folder.")],
-    inputs: Annotated[list[str], typer.Argument(help="Input files, globs or directories (coarse predictors).")],
+    inputs: Annotated[list[str], typer.Argument(help="Input files, globs or directories (CMIP5/CMIP6 daily files).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the downscaled NetCDF files.")],
     target_grid: Annotated[
         Path | None, typer.Option("--target-grid", help="Refuse to run unless the output grid matches this file's grid.")
     ] = None,
-    scenario: Annotated[str | None, typer.Option(help="Scenario for GHG forcing (default: the inputs' experiment_id).")] = None,
-    chunk_days: Annotated[int | None, typer.Option(help="Days processed at once.")] = None,
+    scenario: Annotated[str | None, typer.Option(help="Scenario for GHG forcing (default: the inputs' experiment).")] = None,
+    chunk_days: Annotated[int | None, typer.Option(help="Days per chunk (default: the recipe's apply.chunk_days).")] = None,
+    halo: Annotated[
+        float | None,
+        typer.Option(help="Margin in degrees read around the domain (default: the recipe's apply.halo, else 2 coarse cells)."),
+    ] = None,
+    members: Annotated[int | None, typer.Option(help="Ensemble members per day (a 'member' dimension).")] = None,
+    mode: Annotated[str, typer.Option(help="mean or sample: how each head's prediction is read.")] = "mean",
+    seed: Annotated[int, typer.Option(help="Seed of the noise and samples (each chunk seeded from it and its start).")] = 0,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Run chunks on dask.distributed: local:N (N local workers) or tcp://HOST:PORT (a scheduler)."),
+    ] = None,
+    on_implausible: Annotated[
+        str, typer.Option(help="error: stop at an implausible value; warn: write it, flag it and warn.")
+    ] = "error",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
-    """Downscale coarse inputs (e.g. CMIP files) with an emulator bundle."""
-    from downscale.batch import downscale_files
+    """Downscale CMIP projections with an emulator bundle: one CF file per variable and input period.
 
-    written = _run(
-        lambda: downscale_files(bundle, inputs, output, target_grid=target_grid, scenario=scenario, chunk_days=chunk_days)
+    Resumable: re-run the same command after an interruption and finished chunks are not recomputed."""
+    from downscale.apply import downscale_files
+
+    def warn(text: str) -> None:
+        console.print(f"[bold yellow]warning:[/] {text}", markup=True, highlight=False, soft_wrap=True)
+
+    result = _run(
+        lambda: downscale_files(
+            bundle, inputs, output, target_grid=target_grid, scenario=scenario, chunk_days=chunk_days, halo=halo,
+            members=members, mode=mode, seed=seed, scheduler=scheduler, on_implausible=on_implausible,
+            progress=progress, console=console, warn=warn,
+        )
     )
-    for path in written:
-        out.print(f"wrote {path}", soft_wrap=True, highlight=False)
+    for path in result:
+        verb = "kept" if path in result.kept_files else "wrote"
+        out.print(f"{verb} {path}", soft_wrap=True, highlight=False)
+    out.print(
+        f"{result.computed} chunks computed, {result.reused} reused; {len(result) - result.kept} files written, "
+        f"{result.kept} already complete" + (f"; {result.violations} implausible values flagged" if result.violations else ""),
+        highlight=False,
+    )
 
 
 @app.command()

@@ -12,6 +12,7 @@ the emulator's coarse grid or on a rectilinear grid that covers it.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import xarray as xr
 
 from downscale.errors import DataError, GridMismatchError
 
-__all__ = ["Emulator", "load"]
+__all__ = ["Emulator", "EmulatorRef", "cached_emulator", "load"]
 
 
 class Emulator:
@@ -112,35 +113,56 @@ class Emulator:
                 return str(ds.attrs[key]).strip()
         return self.meta.get("scenario", "historical")
 
-    def coarse_fields(self, ds: xr.Dataset, *, file: str | None = None) -> xr.DataArray:
-        """The predictors of ``ds`` in canonical units on the coarse grid, as
-        (time, channel, y, x).  Regrids a rectilinear input that covers the grid."""
+    def coarse_fields(self, ds: xr.Dataset, *, file: str | None = None, halo: float | None = None) -> xr.DataArray:
+        """The predictors of ``ds`` in canonical units on the coarse grid, as (time, channel, y, x); lazy.
+
+        An input already on the coarse grid is used as it is.  Any other rectilinear input must cover the
+        emulator's domain plus ``halo`` degrees (default: the recipe's ``apply.halo``, else two coarse cells);
+        it is cut to that region *before* anything is computed (a global file is read only over the domain),
+        then regridded with the recipe's method (``data.regrid``, bilinear by default).
+        """
+        from downscale.apply.inputs import check_covers, default_halo, subset_region
         from downscale.data.grids import Grid
         from downscale.data.io import find_variable
         from downscale.data.pairing import stack_channels
-        from downscale.data.regrid import create_regridder
         from downscale.data.units import to_canonical
 
+        halo = default_halo(self) if halo is None else float(halo)
+        bounds = _time_bounds(ds)
         fields = {}
         for name in self.predictors:
             da = find_variable(ds, name, file)
-            da, _ = to_canonical(da, name, file)
-            grid = Grid.from_dataset(da, file=file)
+            where = file or (da.attrs.get("source_files") or [None])[0]
+            grid = Grid.from_dataset(da, file=where)
             if grid.id != self.coarse_grid.id:
-                if grid.kind != "rectilinear" or not grid.covers(self.coarse_grid):
+                if grid.kind != "rectilinear":
                     raise GridMismatchError(
-                        "input is not on the emulator's coarse grid and does not cover it",
-                        file=file,
+                        "input is not on the emulator's coarse grid and is not rectilinear",
+                        file=where,
                         variable=name,
                         found=grid.describe(),
                         expected=self.coarse_grid.describe(),
-                        fix="give inputs that cover the emulator's domain (regridded to its grid or rectilinear)",
+                        fix="regrid the inputs to a regular lat/lon grid (or to the emulator's coarse grid) first",
                     )
-                da = create_regridder(grid, self.coarse_grid, "bilinear")(da)
+                check_covers(grid, self.coarse_grid, halo, file=where, variable=name)
+                da, grid = subset_region(da, grid, self.coarse_grid, halo)
+            da, _ = to_canonical(da, name, where, time_bounds=bounds, frequency=ds.attrs.get("frequency"))
+            if grid.id != self.coarse_grid.id:
+                da = self._regridder(grid)(da)
             fields[name] = da
         ref = next(iter(fields.values()))
         fields = {n: da.assign_coords(time=ref["time"].values) for n, da in fields.items()}
         return stack_channels(fields, self.coarse_grid.dims)
+
+    def _regridder(self, grid: Any) -> Any:
+        """The regridder from ``grid`` onto the coarse grid (weights computed once per source grid)."""
+        from downscale.data.regrid import create_regridder
+
+        cache = self.__dict__.setdefault("_regridders", {})
+        method = self.meta["recipe"].get("data", {}).get("regrid", "bilinear")
+        if grid.id not in cache:
+            cache[grid.id] = create_regridder(grid, self.coarse_grid, method)
+        return cache[grid.id]
 
     # -- inference --------------------------------------------------------
     @property
@@ -202,29 +224,58 @@ class Emulator:
         chunk_days: int = 365,
         seed: int = 0,
         file: str | None = None,
+        halo: float | None = None,
     ) -> xr.Dataset:
-        """Downscale ``ds`` (coarse predictors) to an ``xr.Dataset`` on the fine grid.
+        """Downscale ``ds`` (coarse predictors) to a LAZY ``xr.Dataset`` on the fine grid.
 
-        ``members``: an ensemble of that many members (a ``member`` dimension), one
-        forward pass each (stochastic models); ``mode``: ``mean`` or ``sample`` (see
-        :meth:`predict`).  The chunk size does not change the result.
+        Nothing is read or computed until the result is (``.load()``, ``.to_netcdf()``, a plot...): the
+        result's variables are dask arrays made with ``map_blocks`` over blocks of ``chunk_days`` days of
+        the coarse predictors, each running :meth:`predict`.  Compute the variables together
+        (``fine.load()``, ``fine.to_netcdf(...)``), not one by one, or each block is predicted once per variable.
+
+        ``members``: an ensemble of that many members (a ``member`` dimension), one forward pass each
+        (stochastic models); ``mode``: ``mean`` or ``sample`` (see :meth:`predict`); ``seed``: each block is
+        seeded from ``seed`` and the index of its first day.  ``halo``: see :meth:`coarse_fields`.
         """
+        import dask.array as dsa
+
+        from downscale.apply.inputs import check_daily
         from downscale.data.forcings import compute_forcings
         from downscale.data.variables import get_spec
 
-        x = self.coarse_fields(ds, file=file)
+        if chunk_days < 1:
+            raise DataError("chunk_days must be at least 1", found=chunk_days, fix="use a positive number of days")
+        if members is not None and members < 1:
+            raise DataError("members must be at least 1", found=members, fix="use --members 1 or more")
+        x = self.coarse_fields(ds, file=file, halo=halo)
         time = x["time"]
+        check_daily(time, file=file or (x.attrs.get("source_files") or [None])[0])
         f = compute_forcings(time, self.forcings, self._scenario(ds, scenario))
-        lead = (time.size, members) if members else (time.size,)
-        out = np.empty((*lead, len(self.targets), *self.fine_grid.shape), np.float32)
-        for start in range(0, time.size, chunk_days):
-            sl = slice(start, start + chunk_days)
-            xb = np.asarray(x.isel(time=sl).values, np.float32)
-            _check_finite_inputs(xb, x, start, file)
-            # the seed of each chunk depends on its first day only, so chunking does not change the result
-            out[sl] = self.predict(xb, f[sl], members=members, mode=mode, seed=seed * 1_000_003 + start)
+        n = time.size
+        if x.chunks is None:
+            xd = dsa.from_array(np.asarray(x.values), chunks=(chunk_days, -1, -1, -1), name=False)
+        else:
+            xd = x.data.rechunk((chunk_days, -1, -1, -1))
+        tchunks = xd.chunks[0]
+        fd = dsa.from_array(f, chunks=(tchunks, -1), name=False)
+        td = dsa.from_array(np.asarray(time.values), chunks=(tchunks,), name=False)
+        idx = dsa.arange(n, chunks=(tchunks,))
+        n_members = members or 1
+        y = dsa.blockwise(
+            _downscale_block, "tmvhw",
+            xd, "tcij", fd, "tf", td, "t", idx, "t",
+            new_axes={"m": n_members, "v": len(self.targets), "h": self.fine_grid.shape[0], "w": self.fine_grid.shape[1]},
+            concatenate=True,
+            dtype=np.float32,
+            meta=np.empty((0, 0, 0, 0, 0), np.float32),
+            emulator=EmulatorRef(self),
+            members=n_members,
+            mode=mode,
+            seed=seed,
+            file=file,
+        )
         dims = ("time", "member") if members else ("time",)
-        coords = {"time": time, **({"member": np.arange(members)} if members else {})}
+        coords = {"time": time, **({"member": _member_coord(members)} if members else {})}
         data_vars = {}
         for v, name in enumerate(self.targets):
             spec = get_spec(name)
@@ -233,7 +284,8 @@ class Emulator:
                 "long_name": f"{spec.long_name} (downscaled)",
                 "units": spec.units,
             }
-            data_vars[name] = self.fine_grid.wrap(out[..., v, :, :], name, leading=dims, coords=coords, attrs=attrs)
+            values = y[:, :, v] if members else y[:, 0, v]
+            data_vars[name] = self.fine_grid.wrap(values, name, leading=dims, coords=coords, attrs=attrs)
         result = self.fine_grid.to_dataset(data_vars)
         if "time" in ds.coords and "time" in ds["time"].encoding:
             result["time"].encoding.update(
@@ -247,17 +299,123 @@ class Emulator:
         )
         return result
 
+    def downscale_block(
+        self,
+        x: np.ndarray,
+        time: np.ndarray,
+        *,
+        start: int,
+        scenario: str,
+        members: int | None = None,
+        mode: str = "mean",
+        seed: int = 0,
+        file: str | None = None,
+    ) -> np.ndarray:
+        """One block of days, eagerly: coarse predictors ``x`` [T, C, h, w] (canonical units, on the coarse
+        grid) on days ``time`` -> [T, (members,) V, H, W].  ``start`` is the index of the block's first day in
+        the whole series: it seeds the block, so a block gives the same values however the rest is cut.
+        This is the computation behind both :meth:`downscale` and ``downscale apply``."""
+        from downscale.data.forcings import compute_forcings
 
-def _check_finite_inputs(xb: np.ndarray, x: xr.DataArray, start: int, file: str | None) -> None:
+        f = compute_forcings(time, self.forcings, scenario)
+        y = _downscale_block(x, f, np.asarray(time), np.arange(start, start + len(x)), emulator=self,
+                             members=members or 1, mode=mode, seed=seed, file=file)
+        return y if members else y[:, 0]
+
+
+class EmulatorRef:
+    """A picklable handle on an :class:`Emulator` for dask graphs: pickles as (bundle folder, bundle id), so
+    a dask.distributed worker loads each bundle once (kept in a per-process cache) instead of receiving the
+    weights with every task.  An emulator not loaded from a folder is pickled whole."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._emulator = emulator
+
+    def get(self) -> Emulator:
+        return self._emulator
+
+    def __reduce__(self) -> tuple:
+        path = getattr(self._emulator.bundle, "path", None)
+        if path is None:
+            return (EmulatorRef, (self._emulator,))
+        return (_cached_ref, (str(Path(path).resolve()), self._emulator.id))
+
+
+_CACHE: dict[tuple[str, str], Emulator] = {}
+_CACHE_LOCK = threading.Lock()
+#: ``predict`` seeds torch's global RNG (noise of stochastic models): one block at a time per process.
+_PREDICT_LOCK = threading.Lock()
+
+
+def cached_emulator(path: str | Path, bundle_id: str | None = None) -> Emulator:
+    """The emulator of bundle folder ``path``, loaded once per process (and checked against ``bundle_id``)."""
+    key = (str(Path(path).resolve()), bundle_id or "")
+    with _CACHE_LOCK:
+        emu = _CACHE.get(key)
+        if emu is None:
+            emu = load(path)
+            if bundle_id and emu.id != bundle_id:
+                from downscale.errors import BundleError
+
+                raise BundleError("the bundle changed while it was being applied", file=path, found=emu.id,
+                                  expected=bundle_id, fix="do not rewrite a bundle that is in use; re-run")
+            _CACHE[key] = emu
+        return emu
+
+
+def _cached_ref(path: str, bundle_id: str) -> EmulatorRef:
+    return EmulatorRef(cached_emulator(path, bundle_id))
+
+
+def _member_coord(members: int) -> xr.DataArray:
+    return xr.DataArray(np.arange(members), dims="member",
+                        attrs={"long_name": "ensemble member of the emulator", "standard_name": "realization"})
+
+
+def _downscale_block(
+    x: np.ndarray,
+    f: np.ndarray,
+    time: np.ndarray,
+    index: np.ndarray,
+    *,
+    emulator: Emulator | EmulatorRef,
+    members: int,
+    mode: str,
+    seed: int,
+    file: str | None,
+) -> np.ndarray:
+    """The per-block computation: [T, C, h, w] -> [T, members, V, H, W] (see Emulator.downscale_block)."""
+    emu = emulator.get() if isinstance(emulator, EmulatorRef) else emulator
+    if len(x) == 0:
+        return np.empty((0, members, len(emu.targets), *emu.fine_grid.shape), np.float32)
+    xb = np.asarray(x, np.float32)
+    start = int(index[0])
+    _check_finite_inputs(xb, time, emu.predictors, file)
+    with _PREDICT_LOCK:
+        # the seed of each block depends on its first day only
+        return emu.predict(xb, np.asarray(f, np.float32), members=members, mode=mode, seed=seed * 1_000_003 + start)
+
+
+def _time_bounds(ds: xr.Dataset) -> xr.DataArray | None:
+    if "time" not in ds.variables:
+        return None
+    name = ds["time"].attrs.get("bounds") or ds["time"].encoding.get("bounds")
+    for candidate in (name, "time_bnds", "time_bounds"):
+        if candidate and candidate in ds.variables and ds[candidate].ndim == 2:
+            return ds[candidate]
+    return None
+
+
+def _check_finite_inputs(xb: np.ndarray, time: np.ndarray, channels: list[str], file: str | None) -> None:
     """Refuse NaN or infinite predictors: the model would silently turn them into garbage."""
     bad = ~np.isfinite(xb)
     if bad.any():
         t, c, i, j = np.argwhere(bad)[0]
-        date = x["time"].values[start + t]
+        date = time[t]
         raise DataError(
             f"missing (NaN) or infinite predictor value on {str(date)[:10]} at coarse cell ({i}, {j})",
             file=file,
-            variable=str(x["channel"].values[c]),
+            variable=str(channels[c]),
             fix="fill the gaps or drop those days from the inputs",
         )
 

@@ -81,6 +81,7 @@ class DataSection(_Section):
     regrid: str = "bilinear"
     static: dict[str, Files] = Field(default_factory=dict)
     static_from_grid: list[Literal["lat", "lon"]] = Field(default_factory=list)
+    static_regrid: str | None = None  # e.g. area_mean: static files on another grid are regridded onto the targets'
     forcings: list[str] = Field(default_factory=lambda: ["season"])
     scenario: str = "historical"
     periods: Periods
@@ -211,8 +212,28 @@ def _explain(err: ValidationError, file: str) -> RecipeError:
     )
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe file."""
+def apply_overrides(raw: dict[str, Any], overrides: list[str], file: str) -> dict[str, Any]:
+    """``["train.epochs=8", "model.width=16"]`` set dotted keys; values are read as YAML."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"override '{item}' is not KEY=VALUE", file=file, fix="write e.g. --set train.epochs=8")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise RecipeError(f"override '{item}' has an invalid value", file=file, fix="quote strings, e.g. key='a b'") from None
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override '{item}': '{part}' is not a section", file=file)
+        node[parts[-1]] = value
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read and validate a recipe file; ``overrides`` (``KEY=VALUE``, dotted keys) are applied first."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError("recipe file not found", file=path, fix="check the path")
@@ -224,6 +245,7 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"not valid YAML{where}", file=path, fix="fix the YAML syntax") from None
     if not isinstance(raw, dict):
         raise RecipeError("a recipe must be a YAML mapping", file=path, found=type(raw).__name__)
+    raw = apply_overrides(raw, list(overrides or []), str(path))
     if "root" in raw:
         raise RecipeError("unknown recipe key 'root'", file=path, fix="remove it")
     try:

@@ -52,18 +52,18 @@ def test_unknown_recipe_key(tmp_path):
 
 
 def test_unknown_model(tmp_path):
-    path = _recipe(tmp_path, "type: simple_cnn", "type: unet")
-    fails("train", path, "-o", tmp_path / "b", match=["unknown model 'unet'", "valid: simple_cnn"])
+    path = _recipe(tmp_path, "type: simple_cnn", "type: unet_smal")
+    fails("train", path, "-o", tmp_path / "b", match=["unknown model 'unet_smal'", "simple_cnn", "did you mean 'unet_small'"])
 
 
-def test_missing_variable_in_apply(tmp_path, trained_bundle, iberia):
+def test_missing_variable_in_apply(tmp_path, tiny_bundle, iberia):
     only_tas = tmp_path / "in"
     only_tas.mkdir()
     shutil.copy(iberia / "cmip5" / "tas_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc", only_tas)
-    fails("apply", trained_bundle, only_tas, "-o", tmp_path / "out", match=["'pr'", "tas_day_CNRM-CM5", "Fix:"])
+    fails("apply", tiny_bundle, only_tas, "-o", tmp_path / "out", match=["'pr'", "tas_day_CNRM-CM5", "Fix:"])
 
 
-def test_incompatible_units_in_apply(tmp_path, trained_bundle, iberia):
+def test_incompatible_units_in_apply(tmp_path, tiny_bundle, iberia):
     src = iberia / "cmip5" / "tas_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc"
     ds = xr.open_dataset(src)
     ds["tas"].attrs["units"] = "m"
@@ -71,45 +71,45 @@ def test_incompatible_units_in_apply(tmp_path, trained_bundle, iberia):
     bad.mkdir()
     ds.to_netcdf(bad / src.name)
     shutil.copy(iberia / "cmip5" / "pr_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc", bad)
-    fails("apply", trained_bundle, bad, "-o", tmp_path / "out", match=["variable 'tas'", "'m'", "K", src.name, "Fix:"])
+    fails("apply", tiny_bundle, bad, "-o", tmp_path / "out", match=["variable 'tas'", "'m'", "K", src.name, "Fix:"])
 
 
-def test_target_grid_mismatch(tmp_path, trained_bundle, iberia):
+def test_target_grid_mismatch(tmp_path, tiny_bundle, iberia):
     other = ROOT / "examples" / "data" / "grids" / "tas_EUR-11_MPI-M-MPI-ESM-LR_rcp85_r1i1p1_KNMI-RACMO22E_v1_mon_209101.nc"
     fails(
-        "apply", trained_bundle, iberia / "cmip5", "-o", tmp_path / "out", "--target-grid", other,
+        "apply", tiny_bundle, iberia / "cmip5", "-o", tmp_path / "out", "--target-grid", other,
         match=["tas_EUR-11", "does not match", "rotated_pole 412x424", "rotated_pole 28x30", "Fix:"],
     )
 
 
-def test_input_grid_not_covering_domain(tmp_path, trained_bundle, iberia):
+def test_input_grid_not_covering_domain(tmp_path, tiny_bundle, iberia):
     bad = tmp_path / "in"
     bad.mkdir()
     for var in ("tas", "pr"):
         src = iberia / "cmip5" / f"{var}_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc"
         xr.open_dataset(src).isel(lat=slice(0, 4)).to_netcdf(bad / src.name)
-    fails("apply", trained_bundle, bad, "-o", tmp_path / "out", match=["does not cover", "variable 'tas'", "Fix:"])
+    fails("apply", tiny_bundle, bad, "-o", tmp_path / "out", match=["does not cover", "variable 'tas'", "Fix:"])
 
 
-def test_corrupt_netcdf(tmp_path, trained_bundle):
+def test_corrupt_netcdf(tmp_path, tiny_bundle):
     bad = tmp_path / "tas_day_broken.nc"
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 100)
-    fails("apply", trained_bundle, bad, "-o", tmp_path / "out", match=["tas_day_broken.nc", "not a readable NetCDF", "Fix:"])
+    fails("apply", tiny_bundle, bad, "-o", tmp_path / "out", match=["tas_day_broken.nc", "not a readable NetCDF", "Fix:"])
 
 
-def test_bundle_tampered(tmp_path, trained_bundle, iberia):
+def test_bundle_tampered(tmp_path, tiny_bundle, iberia):
     copy = tmp_path / "bundle"
-    shutil.copytree(trained_bundle, copy)
+    shutil.copytree(tiny_bundle, copy)
     with open(copy / "weights.safetensors", "r+b") as fh:
         fh.seek(-4, 2)
         fh.write(b"\x00\x01\x02\x03")
     fails("apply", copy, iberia / "cmip5", "-o", tmp_path / "out", match=["weights.safetensors", "modified", "Fix:"])
 
 
-def test_output_folder_not_writable(tmp_path, trained_bundle, iberia):
+def test_output_folder_not_writable(tmp_path, tiny_bundle, iberia):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    fails("apply", trained_bundle, iberia / "cmip5", "-o", blocker / "out", match=["output folder", "Fix:"])
+    fails("apply", tiny_bundle, iberia / "cmip5", "-o", blocker / "out", match=["output folder", "Fix:"])
 
 
 @pytest.mark.parametrize("verb", ["transfer", "evaluate"])
@@ -118,7 +118,7 @@ def test_verbs_not_built_yet_say_so(verb, tmp_path):
     fails(verb, *args, "-o", tmp_path / "o", match=[f"'downscale {verb}' is not available yet"])
 
 
-def test_nan_in_inputs_is_refused(tmp_path, trained_bundle, iberia):
+def test_nan_in_inputs_is_refused(tmp_path, tiny_bundle, iberia):
     bad = tmp_path / "in"
     bad.mkdir()
     src = iberia / "cmip5" / "pr_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc"
@@ -126,5 +126,5 @@ def test_nan_in_inputs_is_refused(tmp_path, trained_bundle, iberia):
     ds["pr"][10, 2, 3] = float("nan")
     ds.to_netcdf(bad / src.name)
     shutil.copy(iberia / "cmip5" / "tas_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc", bad)
-    fails("apply", trained_bundle, bad, "-o", tmp_path / "out", match=["variable 'pr'", "NaN", "1982-12-11", "(2, 3)", "Fix:"])
+    fails("apply", tiny_bundle, bad, "-o", tmp_path / "out", match=["variable 'pr'", "NaN", "1982-12-11", "(2, 3)", "Fix:"])
     assert not list((tmp_path / "out").glob("*.nc"))

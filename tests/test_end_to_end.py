@@ -91,9 +91,9 @@ def test_apply_real_gcm_writes_cf_files(tmp_path, trained_bundle, iberia):
     files = sorted(p.name for p in out.glob("*.nc"))
     assert len(files) == 4  # tas and pr, historical and rcp85
     assert all(f.split("_")[0] in ("tas", "pr") for f in files)
-    assert not list(out.glob(".*"))  # no partial files left behind
+    assert [p.name for p in out.glob(".*")] == [".downscale-apply.log"]  # no partial files, no work folder, no lock
     emu = downscale.load(trained_bundle)
-    (hist_pr,) = out.glob("pr_CNRM-CM5_historical_r1i1p1_*.nc")
+    (hist_pr,) = out.glob("pr_EUR-44_CNRM-CM5_historical_r1i1p1_*.nc")
     ds = xr.open_dataset(hist_pr, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True))
     pr = ds["pr"]
     assert pr.attrs["units"] == "kg m-2 s-1" and pr.attrs["standard_name"] == "precipitation_flux"
@@ -106,8 +106,8 @@ def test_apply_real_gcm_writes_cf_files(tmp_path, trained_bundle, iberia):
     assert ds["time"].encoding["calendar"] == "standard" and ds.sizes["time"] == 1805
     assert Grid.from_dataset(ds).id == Grid.from_dataset(open_dataset(next((iberia / "cordex").glob("tas_*historical*")))).id
     assert float(pr.min()) >= 0.0 and np.isfinite(pr.values).all()
-    (fut_tas,) = out.glob("tas_CNRM-CM5_rcp85_*.nc")
-    (hist_tas,) = out.glob("tas_CNRM-CM5_historical_*.nc")
+    (fut_tas,) = out.glob("tas_EUR-44_CNRM-CM5_rcp85_*.nc")
+    (hist_tas,) = out.glob("tas_EUR-44_CNRM-CM5_historical_*.nc")
     warming = float(xr.open_dataset(fut_tas)["tas"].mean() - xr.open_dataset(hist_tas)["tas"].mean())
     assert 1.0 < warming < 8.0  # DJF warming over Iberia under RCP8.5, in K
 

@@ -66,3 +66,12 @@ def test_cli_bad_recipe_is_one_line_not_a_traceback(tmp_path):
     assert result.exit_code == 2
     assert "unknown model 'unet_typo'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_overrides_set_dotted_keys(tmp_path):
+    recipe = load_recipe(ROOT / "recipes" / "perfect-model-iberia.yaml", ["train.epochs=3", "model.width=16", "loss.variables={pr: mae}"])
+    assert recipe.train.epochs == 3 and recipe.model.kwargs()["width"] == 16 and recipe.loss.variables == {"pr": "mae"}
+    with pytest.raises(RecipeError, match="train.epoch.*did you mean 'epochs'"):
+        load_recipe(ROOT / "recipes" / "perfect-model-iberia.yaml", ["train.epoch=3"])
+    with pytest.raises(RecipeError, match="not KEY=VALUE"):
+        load_recipe(ROOT / "recipes" / "perfect-model-iberia.yaml", ["train.epochs"])

@@ -235,8 +235,14 @@ def build_pairs(recipe: Recipe) -> PairedData:
         fields, conv, more = _open_all(recipe, data.static)
         conversions += conv
         files += more
-        _check_on_grid(fields, fine_grid, "static field")
         fields = {n: (da.isel(time=0, drop=True) if "time" in da.dims else da) for n, da in fields.items()}
+        if data.static_regrid:
+            for name, da in list(fields.items()):
+                grid = _grid_of(da)
+                if grid.id != fine_grid.id:
+                    fields[name] = create_regridder(grid, fine_grid, data.static_regrid)(da)
+                    steps.append(f"static {name}: {data.static_regrid} regridding from {grid.describe()}")
+        _check_on_grid(fields, fine_grid, "static field")
     for name in data.static_from_grid:  # the grid's own coordinates as static fields
         values = {"lat": fine_grid.lat2d, "lon": fine_grid.lon2d}[name]
         fields[name] = xr.DataArray(np.asarray(values, np.float32), dims=fine_grid.dims)

@@ -1,22 +1,63 @@
 """The training engine: one loop for every framework and every verb.
 
-Seeded, with a learning-rate schedule, early stopping on the validation loss,
-the best weights kept, and Rich progress showing the loss and throughput.
+Seeded and deterministic, with a learning-rate schedule (constant, cosine or
+one-cycle after a linear warm-up), gradient accumulation, gradient clipping,
+mixed precision (bf16 autocast; fp16 with a GradScaler on CUDA), early stopping
+on the validation loss with the best weights kept, exact resume from
+checkpoints, data-parallel training (DDP under ``torchrun``) and Rich progress
+showing the loss and throughput.
+
+**Batches.**  A :class:`StepLoader` turns a dataset and an order (e.g. a
+:class:`~downscale.data.dataset.BlockShuffleSampler`) into optimiser steps.
+Each step consumes one *global* batch of ``batch_size`` samples, in the same
+order whatever the number of processes; rank ``r`` of ``W`` takes the ``r``-th
+contiguous share of it, split into ``accumulate`` micro-batches.
+
+**Exact loss over shards.**  The loss of a global batch is what one process
+would compute on the whole batch: for each target variable ``v`` a masked mean
+``sum_v / N_v`` over the valid cells, averaged over the variables.  A micro-batch
+holding ``n_v`` of the ``N_v`` valid cells of the global batch contributes its
+own masked mean weighted by ``n_v / N_v`` (``N_v`` is summed over the
+micro-batches and all-reduced over the ranks before the forward passes), and
+each rank's loss is multiplied by ``W`` because DDP averages the gradients
+over ranks.  The gradients of N ranks × M micro-batches are therefore those of
+one process on the whole global batch, up to float rounding.  This holds for
+every head whose loss is a masked mean over the samples' valid cells (all
+heads of :mod:`downscale.train.losses`); a plain ``loss_fn(out, y, m)`` callable
+is weighted by its total count of valid cells.
+
+**Validation** sums each variable's masked loss and valid-cell count over all
+batches and ranks, so the validation loss is the masked mean over the whole
+validation set, identical on every rank (and so is the early-stopping decision).
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import math
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["EpochLog", "FitResult", "Trainer", "seed_everything", "select_device"]
+from downscale.errors import RecipeError
+from downscale.train import distributed as dist
+
+__all__ = [
+    "EpochLog",
+    "FitResult",
+    "Step",
+    "StepLoader",
+    "Trainer",
+    "lr_factor",
+    "seed_everything",
+    "select_device",
+]
 
 
 @dataclass
@@ -27,6 +68,7 @@ class EpochLog:
     lr: float
     seconds: float
     samples_per_s: float
+    val_per_variable: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -36,29 +78,217 @@ class FitResult:
     best_val_loss: float | None
     history: list[EpochLog] = field(default_factory=list)
     stopped_early: bool = False
+    step_losses: list[float] = field(default_factory=list)  # global-batch loss of every optimiser step
+    resumed_from: int = 0  # the global step a checkpoint resumed at (0: a fresh run)
 
     def history_rows(self) -> list[dict[str, Any]]:
         return [asdict(h) for h in self.history]
 
 
 def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every GPU)."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+    # cuBLAS needs this before its first call to be deterministic
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``auto``: this process's GPU when there is one, else the CPU (see :mod:`.distributed`)."""
+    return dist.select_device(name)
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.02) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based) of ``total``.
+
+    Every schedule starts with a linear warm-up over the fraction ``warmup`` of the
+    steps; then ``constant`` stays at 1, ``cosine`` decays to 0 along half a cosine,
+    and ``onecycle`` (warm-up from 1/25, like ``torch.optim.lr_scheduler.OneCycleLR``)
+    anneals along a cosine to 1/(25·10⁴) at the last step.  For a classic one-cycle
+    policy set ``warmup: 0.3``.
+    """
+    total = max(int(total), 1)
+    warm = max(1, round(warmup * total)) if warmup > 0 else 0
+    if schedule == "onecycle":
+        start, final = 1 / 25, 1 / (25 * 1e4)
+        if step < warm:
+            return start + (1 - start) * step / warm
+        t = min(1.0, (step - warm) / max(1, total - 1 - warm))
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t))
+    if step < warm:
+        return (step + 1) / warm
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+    raise RecipeError(f"unknown learning-rate schedule '{schedule}'", expected="constant, cosine or onecycle")
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+# ---------------------------------------------------------------------------- data
+
+
+@dataclass
+class Step:
+    """One optimiser step on this rank: its micro-batches (``dummy`` ones weigh nothing)."""
+
+    index: int  # step within the epoch
+    size: int  # samples in the global batch (all ranks)
+    micro: list[tuple[dict[str, torch.Tensor], bool]]
+
+
+class StepLoader:
+    """Optimiser steps over ``dataset``.
+
+    Each step is one global batch of ``batch_size`` consecutive indices of
+    ``sampler`` (index order without one); this process (``rank`` of
+    ``world_size``, by default those of the process group) takes its contiguous
+    share, split into ``accumulate`` micro-batches.  A rank whose share is empty
+    (a last batch smaller than the number of ranks) gets one *dummy* micro-batch
+    that the engine weights by zero, so that every rank runs the same collective
+    operations.  ``sampler.set_epoch`` is called by :meth:`set_epoch`, so the
+    order of every epoch is reproducible and a resumed run can skip exactly the
+    steps it has done (:meth:`steps` with ``start``).
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        *,
+        sampler: Any = None,
+        accumulate: int = 1,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if batch_size < 1 or accumulate < 1:
+            raise ValueError("batch_size and accumulate must be >= 1")
+        self.dataset, self.sampler = dataset, sampler
+        self.batch_size, self.accumulate = int(batch_size), int(accumulate)
+        self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
+        self._rank, self._world = rank, world_size
+        self.epoch = 0
+
+    @property
+    def rank(self) -> int:
+        return dist.get_rank() if self._rank is None else self._rank
+
+    @property
+    def world_size(self) -> int:
+        return dist.get_world_size() if self._world is None else self._world
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        """Optimiser steps per epoch."""
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def order(self) -> list[int]:
+        return list(self.sampler) if self.sampler is not None else list(range(len(self.dataset)))
+
+    def plan(self) -> list[tuple[int, list[tuple[list[int], bool]]]]:
+        """Per step: (global batch size, [(indices of a micro-batch of this rank, dummy)])."""
+        order, out = self.order(), []
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            share = dist.shard(batch, self.world_size, self.rank)
+            micro = [(m, False) for i in range(self.accumulate) if (m := dist.shard(share, self.accumulate, i))]
+            out.append((len(batch), micro or [(batch[:1], True)]))
+        return out
+
+    def steps(self, start: int = 0) -> Iterator[Step]:
+        """The steps of the current epoch from step ``start`` on (earlier ones are not read)."""
+        from torch.utils.data import DataLoader
+
+        plan = self.plan()[start:]
+        if not plan:
+            return
+        flat = [idx for _, micro in plan for idx, _ in micro]
+        generator = torch.Generator().manual_seed(int(self.seed) * 100_003 + self.epoch)  # never the global RNG
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=flat,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            generator=generator,
+        )
+        batches = iter(loader)
+        for k, (size, micro) in enumerate(plan):
+            yield Step(start + k, size, [(next(batches), dummy) for _, dummy in micro])
+
+
+def as_step_loader(data: Any) -> StepLoader | None:
+    """A :class:`StepLoader` from itself or from a plain ``torch.utils.data.DataLoader``."""
+    if data is None or isinstance(data, StepLoader):
+        return data
+    from torch.utils.data import DataLoader, SequentialSampler
+
+    if isinstance(data, DataLoader):
+        sampler = None if isinstance(data.sampler, SequentialSampler) else data.sampler
+        return StepLoader(data.dataset, data.batch_size or 1, sampler=sampler, num_workers=data.num_workers)
+    raise TypeError(f"expected a StepLoader or a DataLoader, got {type(data).__name__}")
+
+
+# ---------------------------------------------------------------------------- trainer
+
+
+def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "off":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise RecipeError(
+                "train.amp: fp16 needs a CUDA GPU (its gradient scaler does not run on the CPU)",
+                found=f"device {device}",
+                fix="use amp: bf16 (bfloat16 autocast also works on CPUs) or amp: off",
+            )
+        return torch.float16
+    raise RecipeError(f"unknown train.amp '{amp}'", expected="auto, bf16, fp16 or off")
+
+
+@contextlib.contextmanager
+def _deterministic():
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` for the duration, then restored."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
 class Trainer:
-    """Fits ``model`` with ``loss_fn(pred, y, m)`` on dict batches of x, f, s, y, m."""
+    """Fits ``model`` with ``loss_fn(pred, y, m)`` on dict batches of x, f, s, y, m.
+
+    ``loss_fn`` is a :class:`~downscale.train.losses.Criterion` (its ``members``
+    forward passes per sample, its per-variable heads) or any callable returning
+    a masked-mean loss.  ``checkpoint`` (a :class:`~.checkpoint.CheckpointStore`)
+    makes the run resumable: :meth:`fit` continues from the checkpoint there, if
+    any.  ``tracker`` (a :class:`~.tracking.Tracker`) receives each epoch's metrics.
+    Under ``torchrun`` the model is wrapped in ``DistributedDataParallel`` and
+    only rank 0 writes checkpoints, tracks and shows progress.
+    """
 
     def __init__(
         self,
@@ -69,51 +299,244 @@ class Trainer:
         lr: float,
         weight_decay: float = 0.0,
         schedule: str = "cosine",
+        warmup: float = 0.02,
         patience: int | None = None,
-        device: torch.device | str = "cpu",
+        grad_clip: float | None = None,
+        amp: str = "auto",
+        device: torch.device | str = "auto",
+        checkpoint: Any = None,
+        tracker: Any = None,
         progress: bool = True,
         console: Any = None,
     ) -> None:
-        self.device = torch.device(device)
+        self.ctx = dist.setup(str(device))
+        self.device = self.ctx.device
         self.model = model.to(self.device)
+        self.net: torch.nn.Module = self.model
+        if dist.is_distributed():
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.loss_fn = loss_fn
-        self.epochs, self.patience = epochs, patience
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        self.schedule = schedule
-        self.progress, self.console = progress, console
+        self.epochs, self.patience, self.grad_clip = epochs, patience, grad_clip
+        self.base_lr = lr
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
+        lr_factor(schedule, 0, 1)  # unknown names fail here, not after the first epoch
+        self.schedule, self.warmup = schedule, warmup
+        self.amp_dtype = _autocast_dtype(amp, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.checkpoint, self.tracker = checkpoint, tracker
+        self.main = dist.is_main()
+        self.progress, self.console = progress and self.main, console
 
-    def _step_lr(self, step: int, total: int) -> None:
-        if self.schedule == "cosine":
-            base = self.optimizer.defaults["lr"]
-            warm = max(1, total // 50)
-            frac = step / warm if step < warm else 0.5 * (1 + np.cos(np.pi * (step - warm) / max(1, total - warm)))
-            for group in self.optimizer.param_groups:
-                group["lr"] = base * float(frac)
+    # ------------------------------------------------------------------ pieces
 
-    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """[B, M, C, H, W]: M forward passes (ensemble members) when the loss needs them."""
+    @property
+    def variables(self) -> list[str]:
+        return list(getattr(self.loss_fn, "targets", []) or []) if self._per_head else []
+
+    @property
+    def _per_head(self) -> bool:
+        return hasattr(self.loss_fn, "heads") and hasattr(self.loss_fn, "_split")
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _forward(self, batch: dict[str, torch.Tensor], net: torch.nn.Module | None = None) -> torch.Tensor:
+        """[B, M, C, H, W]: M forward passes per sample (ensemble members) when the loss needs them.
+
+        The M passes run as one call on the batch repeated M times (member-major), so
+        that a DDP model sees one forward per backward; a stochastic model draws its
+        noise per sample, hence independently for each member.
+        """
+        net = self.net if net is None else net
         out_shape = tuple(batch["y"].shape[-2:])
-        members = getattr(self.loss_fn, "members", 1)
-        return torch.stack([self.model(batch["x"], batch["f"], batch["s"], out_shape) for _ in range(members)], dim=1)
+        members = int(getattr(self.loss_fn, "members", 1))
+        x, f, s = batch["x"], batch["f"], batch["s"]
+        if members > 1:
+            x, f, s = (t.repeat(members, *([1] * (t.ndim - 1))) for t in (x, f, s))
+        with self._autocast():
+            out = net(x, f, s, out_shape)
+        out = out.unflatten(0, (members, -1)).transpose(0, 1)
+        return out if out.dtype in (torch.float32, torch.float64) else out.float()
+
+    def _counts(self, m: torch.Tensor) -> torch.Tensor:
+        """Valid cells per variable (float64, CPU): the weights of the masked means."""
+        if self._per_head:
+            return m.sum(dim=tuple(d for d in range(m.ndim) if d != 1), dtype=torch.float64).cpu()
+        return m.sum(dtype=torch.float64).reshape(1).cpu()
+
+    def _parts(self, out: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> list[torch.Tensor]:
+        """Each variable's masked-mean loss (one item for a plain loss callable)."""
+        if self._per_head:
+            crit = self.loss_fn
+            outs = crit._split(out)
+            return [h.loss(o, y[:, v], m[:, v]) for v, (h, o) in enumerate(zip(crit.heads, outs, strict=True))]
+        return [self.loss_fn(out, y, m)]
+
+    def _set_lr(self, global_step: int, total: int) -> float:
+        lr = self.base_lr * lr_factor(self.schedule, global_step, total, self.warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _train_step(self, step: Step) -> float:
+        """One optimiser step; returns the loss of the whole global batch (the same on every rank)."""
+        counts = [torch.zeros_like(self._counts(b["m"])) if dummy else self._counts(b["m"]) for b, dummy in step.micro]
+        micro = [(_to(b, self.device), dummy) for b, dummy in step.micro]
+        total = dist.all_reduce_sum(torch.stack(counts).sum(0)).clamp_min(1.0)
+        scale = float(self.ctx.world_size)  # DDP averages gradients over ranks; we want their sum
+        self.optimizer.zero_grad(set_to_none=True)
+        contribution = torch.zeros((), dtype=torch.float64, device=self.device)
+        for i, (batch, _) in enumerate(micro):
+            weights = (counts[i] / total).tolist()
+            last = i == len(micro) - 1
+            sync = contextlib.nullcontext() if last or self.net is self.model else self.net.no_sync()
+            with sync:
+                parts = self._parts(self._forward(batch), batch["y"], batch["m"])
+                loss = sum(w * p for w, p in zip(weights, parts, strict=True)) / len(parts)
+                contribution += loss.detach().double()
+                loss = loss * scale
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return float(dist.all_reduce_sum(contribution))
 
     @torch.no_grad()
-    def evaluate(self, loader) -> float:
+    def evaluate_detail(self, loader: Any) -> tuple[float, dict[str, float]]:
+        """Validation loss (masked mean over the whole set, all ranks) and the same per variable."""
+        loader = as_step_loader(loader)
         self.model.eval()
-        total, n = 0.0, 0
-        for batch in loader:
-            batch = _to(batch, self.device)
-            loss = self.loss_fn(self._forward(batch), batch["y"], batch["m"])
-            total += float(loss) * len(batch["x"])
-            n += len(batch["x"])
-        return total / max(n, 1)
+        sums: torch.Tensor | None = None
+        counts: torch.Tensor | None = None
+        for step in loader.steps():
+            for batch, dummy in step.micro:
+                if dummy:
+                    continue
+                n = self._counts(batch["m"])
+                batch = _to(batch, self.device)
+                losses = self._parts(self._forward(batch, self.model), batch["y"], batch["m"])
+                parts = torch.stack([p.detach().double().cpu() for p in losses])
+                sums = parts * n if sums is None else sums + parts * n
+                counts = n if counts is None else counts + n
+        if sums is None:  # this rank had nothing; still join the all-reduce
+            n_vars = max(len(getattr(self.loss_fn, "heads", [])), 1) if self._per_head else 1
+            sums, counts = torch.zeros(n_vars, dtype=torch.float64), torch.zeros(n_vars, dtype=torch.float64)
+        both = dist.all_reduce_sum(torch.stack([sums, counts]))
+        per_var = (both[0] / both[1].clamp_min(1.0)).tolist()
+        names = self.variables
+        return float(np.mean(per_var)), (dict(zip(names, per_var, strict=True)) if names else {})
 
-    def fit(self, train_loader, val_loader=None) -> FitResult:
+    def evaluate(self, loader: Any) -> float:
+        return self.evaluate_detail(loader)[0]
+
+    # ------------------------------------------------------------------ state
+
+    def _state(self, **position: Any) -> dict[str, Any]:
+        from downscale.train.checkpoint import capture_rng
+
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "rng": capture_rng(),
+            "world_size": self.ctx.world_size,
+            **position,
+        }
+
+    def _load(self) -> dict[str, Any] | None:
+        """The checkpoint to resume from (read by rank 0, shared with the others), or None."""
+        if self.checkpoint is None:
+            return None
+        state, error = None, None
+        if self.main:
+            try:
+                state = self.checkpoint.load()
+            except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+                error = exc
+        if dist.is_distributed():
+            state, message = dist.broadcast_object((state, str(error) if error else None))
+            if message and error is None:
+                from downscale.train.checkpoint import CheckpointError
+
+                raise CheckpointError(message)
+        if error is not None:
+            raise error
+        return state
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, train_loader: Any, val_loader: Any = None) -> FitResult:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        total_steps = self.epochs * len(train_loader)
+        from downscale.train.checkpoint import restore_rng
+
+        train_loader, val_loader = as_step_loader(train_loader), as_step_loader(val_loader)
+        if val_loader is not None and len(val_loader.dataset) == 0:
+            val_loader = None
+        per_epoch = len(train_loader)
+        total_steps = self.epochs * per_epoch
+        every = getattr(self.checkpoint, "every", None)
+
         history: list[EpochLog] = []
-        best_state, best_epoch, best_val = copy.deepcopy(self.model.state_dict()), 0, None
-        bad_epochs, stopped, step = 0, False, 0
+        step_losses: list[float] = []
+        best_state, best_epoch, best_val = _cpu_state(self.model), 0, None
+        bad_epochs, stopped, global_step = 0, False, 0
+        epoch0, start_step, accum = 1, 0, {"loss_sum": 0.0, "seen": 0, "seconds": 0.0}
+        saved = self._load()
+        if saved is not None and saved.get("samples") != len(train_loader.dataset):
+            from downscale.train.checkpoint import CheckpointError
+
+            raise CheckpointError(
+                "the training checkpoint was written for other training data",
+                file=getattr(self.checkpoint, "path", None),
+                found=f"{len(train_loader.dataset)} training samples",
+                expected=str(saved.get("samples")),
+                fix=f"delete {getattr(self.checkpoint, 'folder', 'the checkpoint folder')} to start the training afresh",
+            )
+        if saved is not None:
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            if self.scaler is not None and saved.get("scaler"):
+                self.scaler.load_state_dict(saved["scaler"])
+            best = saved["best"]
+            best_state, best_val, best_epoch, bad_epochs = best["state"], best["score"], best["epoch"], best["bad_epochs"]
+            history = [EpochLog(**h) for h in saved["history"]]
+            step_losses = list(saved["step_losses"])
+            epoch0, start_step, global_step = saved["epoch"], saved["step_in_epoch"], saved["global_step"]
+            accum, stopped = dict(saved["accum"]), saved["stopped"]
+            restore_rng(saved["rng"])
+        resumed_from = global_step
+        if self.tracker is not None and self.main:
+            self.tracker.start(saved.get("tracker_run_id") if saved else None)
+        tracker_id = getattr(self.tracker, "run_id", None)
+
+        def position(epoch: int, step_in_epoch: int, acc: dict[str, Any], stopped_early: bool) -> dict[str, Any]:
+            """Where the run continues from (``epoch``, steps done in it) and all it has learnt so far."""
+            return {
+                "epoch": epoch,
+                "step_in_epoch": step_in_epoch,
+                "global_step": global_step,
+                "total_steps": total_steps,
+                "accum": dict(acc),
+                "best": {"state": best_state, "score": best_val, "epoch": best_epoch, "bad_epochs": bad_epochs},
+                "history": [asdict(h) for h in history],
+                "step_losses": list(step_losses),
+                "stopped": stopped_early,
+                "tracker_run_id": tracker_id,
+                "samples": len(train_loader.dataset),
+            }
+
         columns = (
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -121,40 +544,45 @@ class Trainer:
             TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]}  {task.fields[rate]:.0f} samples/s"),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=self.console, disable=not self.progress, transient=False) as bar:
-            task = bar.add_task("training", total=total_steps, loss=float("nan"), val="-", rate=0.0)
-            for epoch in range(1, self.epochs + 1):
-                sampler = getattr(train_loader, "sampler", None)
-                if hasattr(sampler, "set_epoch"):
-                    sampler.set_epoch(epoch)
+        with _deterministic(), Progress(*columns, console=self.console, disable=not self.progress, transient=False) as bar:
+            task = bar.add_task("training", total=total_steps, completed=global_step, loss=float("nan"), val="-", rate=0.0)
+            epoch = epoch0
+            while not stopped and epoch <= self.epochs:
+                train_loader.set_epoch(epoch)
                 self.model.train()
-                t0, seen, running = time.perf_counter(), 0, 0.0
-                for batch in train_loader:
-                    self._step_lr(step, total_steps)
-                    batch = _to(batch, self.device)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss = self.loss_fn(self._forward(batch), batch["y"], batch["m"])
-                    loss.backward()
-                    self.optimizer.step()
-                    step += 1
-                    seen += len(batch["x"])
-                    running += float(loss.detach()) * len(batch["x"])
-                    rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    bar.update(task, advance=1, loss=running / seen, rate=rate)
+                t0 = time.perf_counter() - accum["seconds"]
+                for step in train_loader.steps(start_step):
+                    self._set_lr(global_step, total_steps)
+                    loss = self._train_step(step)
+                    global_step += 1
+                    step_losses.append(loss)
+                    accum["loss_sum"] += loss * step.size
+                    accum["seen"] += step.size
+                    accum["seconds"] = time.perf_counter() - t0
+                    rate = accum["seen"] / max(accum["seconds"], 1e-9)
+                    bar.update(task, advance=1, loss=accum["loss_sum"] / accum["seen"], rate=rate)
+                    if every and global_step % every == 0 and self.main:
+                        self.checkpoint.save(self._state(**position(epoch, step.index + 1, accum, False)))
                 seconds = time.perf_counter() - t0
-                val = self.evaluate(val_loader) if val_loader is not None and len(val_loader) else None
-                history.append(
-                    EpochLog(epoch, running / max(seen, 1), val, self.optimizer.param_groups[0]["lr"], seconds, seen / seconds)
-                )
-                score = val if val is not None else running / max(seen, 1)
+                train_loss = accum["loss_sum"] / max(accum["seen"], 1)
+                val, val_vars = self.evaluate_detail(val_loader) if val_loader is not None else (None, {})
+                lr = self.optimizer.param_groups[0]["lr"]
+                log = EpochLog(epoch, train_loss, val, lr, seconds, accum["seen"] / max(seconds, 1e-9), val_vars)
+                history.append(log)
+                score = val if val is not None else train_loss
                 if best_val is None or score < best_val:
                     best_val, best_epoch, bad_epochs = score, epoch, 0
-                    best_state = copy.deepcopy(self.model.state_dict())
+                    best_state = _cpu_state(self.model)
+                    if self.checkpoint is not None and self.main:
+                        self.checkpoint.save_best(best_state, epoch, score)
                 else:
                     bad_epochs += 1
                 bar.update(task, val=f"{score:.4f}")
-                if self.patience is not None and bad_epochs >= self.patience:
-                    stopped = True
-                    break
+                stopped = self.patience is not None and bad_epochs >= self.patience
+                if self.tracker is not None and self.main:
+                    self.tracker.log_epoch(asdict(log))
+                epoch, start_step, accum = epoch + 1, 0, {"loss_sum": 0.0, "seen": 0, "seconds": 0.0}
+                if self.checkpoint is not None and self.main:
+                    self.checkpoint.save(self._state(**position(epoch, 0, accum, stopped)))
         self.model.load_state_dict(best_state)
-        return FitResult(best_state, best_epoch, best_val, history, stopped)
+        return FitResult(best_state, best_epoch, best_val, history, stopped, step_losses, resumed_from)

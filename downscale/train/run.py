@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import sys
 from dataclasses import dataclass
@@ -20,18 +19,24 @@ __all__ = ["TrainResult", "train"]
 class TrainResult:
     bundle_path: Path
     bundle_id: str
-    scores: dict[str, dict[str, float]]
+    scores: list[dict[str, Any]]  # tidy skill rows on the test period (downscale.evaluate.skill)
+    test_days: int
     seconds: float
 
 
-def _loader(dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int):
-    from torch.utils.data import DataLoader
+def _loader(dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int, accumulate: int = 1):
+    """Optimiser steps of one global batch each (split over DDP ranks and ``accumulate`` micro-batches)."""
+    import torch
 
     from downscale.data.dataset import BlockShuffleSampler
+    from downscale.train.engine import StepLoader
 
     block = len(dataset) if dataset.arrays.in_memory else 256
     sampler = BlockShuffleSampler(len(dataset), block=max(block, 1), seed=seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers)
+    return StepLoader(
+        dataset, batch_size, sampler=sampler, accumulate=accumulate, num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(), seed=seed,
+    )
 
 
 def _variable_meta(names: list[str], da) -> list[dict[str, Any]]:
@@ -41,36 +46,16 @@ def _variable_meta(names: list[str], da) -> list[dict[str, Any]]:
     for name in names:
         spec = get_spec(name)
         _, level = parse_level_name(name)
-        out.append({"name": name, "units": spec.units, "standard_name": spec.standard_name, "plev_hPa": level})
+        out.append(
+            {
+                "name": name,
+                "units": spec.units,
+                "standard_name": spec.standard_name,
+                "plev_hPa": level,
+                "plausible": list(spec.plausible),
+            }
+        )
     return out
-
-
-def test_scores(emulator, paired, indices: np.ndarray) -> dict[str, dict[str, float]]:
-    """RMSE of the emulator and of bilinear interpolation on the test days,
-    in the units people read (K, mm/day)."""
-    from downscale.data.regrid import create_regridder
-    from downscale.data.units import convert_units
-    from downscale.data.variables import get_spec
-    from downscale.metrics import rmse
-
-    x = paired.x.isel(time=indices)
-    truth = paired.y.isel(time=indices).load()
-    pred = emulator.predict(np.asarray(x.values, np.float32), paired.f[indices])
-    interp = create_regridder(paired.coarse_grid, paired.fine_grid, "bilinear")
-    scores: dict[str, dict[str, float]] = {}
-    for v, name in enumerate(paired.targets):
-        human = get_spec(name).human_units
-        canonical = truth.isel(channel=v).assign_attrs(units=get_spec(name).units)
-        t = convert_units(canonical, human)
-        p = convert_units(canonical.copy(data=pred[:, v]), human)
-        if name in paired.predictors:
-            coarse = x.sel(channel=name).assign_attrs(units=get_spec(name).units)
-            b = convert_units(interp(coarse), human)
-            baseline = rmse(b.values, t.values)
-        else:
-            baseline = float("nan")
-        scores[name] = {"rmse": rmse(p.values, t.values), "rmse_bilinear": baseline, "units": human, "days": int(len(indices))}
-    return scores
 
 
 def train(
@@ -94,7 +79,9 @@ def train(
     from downscale.models import create_model
     from downscale.models.factory import check_model_options
     from downscale.recipe import Recipe, load_recipe
-    from downscale.train.engine import Trainer, seed_everything, select_device
+    from downscale.train import distributed as dist
+    from downscale.train.checkpoint import CheckpointStore, checkpoint_folder, recipe_fingerprint
+    from downscale.train.engine import Trainer, seed_everything
     from downscale.train.losses import create_criterion
 
     t_start = time.perf_counter()
@@ -113,6 +100,8 @@ def train(
     periods = recipe.data.periods
     train_idx = paired.indices(periods.train, exclude=periods.validation)
     val_idx = paired.indices(periods.validation) if periods.validation else np.array([], int)
+    # checked now, so that a bad test period fails before training, not after
+    test_idx = paired.indices(periods.test) if periods.test is not None else np.array([], int)
     if len(train_idx) == 0:
         raise DataError(f"no training days in {periods.train.describe()}", fix="check data.periods.train and the files")
 
@@ -139,6 +128,11 @@ def train(
         n_static=len(paired.static_names),
         **model_kwargs,
     )
+    # resumes from <out_dir>.ckpt/ when a run of this recipe was interrupted; DDP under torchrun
+    from downscale.train.tracking import Tracker, write_history
+
+    tracker = Tracker(cfg.mlflow, experiment=recipe.name, run_name=out_dir.name, params=recipe.to_dict(), enabled=dist.is_main())
+    store = CheckpointStore(checkpoint_folder(out_dir), fingerprint=recipe_fingerprint(recipe), every=cfg.checkpoint_every)
     trainer = Trainer(
         model,
         loss,
@@ -146,15 +140,25 @@ def train(
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         schedule=cfg.schedule,
+        warmup=cfg.warmup,
         patience=cfg.patience,
-        device=select_device(cfg.device),
+        grad_clip=cfg.grad_clip,
+        amp=cfg.amp,
+        device=cfg.device,
+        checkpoint=store,
+        tracker=tracker,
         progress=progress,
         console=console,
     )
+    loader = dict(seed=cfg.seed, num_workers=cfg.num_workers, accumulate=cfg.accumulate)
     fit = trainer.fit(
-        _loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers),
-        _loader(val_set, cfg.batch_size, shuffle=False, seed=cfg.seed, num_workers=cfg.num_workers) if val_set else None,
+        _loader(train_set, cfg.batch_size, shuffle=True, **loader),
+        _loader(val_set, cfg.batch_size, shuffle=False, **loader) if val_set else None,
     )
+    main = dist.is_main()
+    dist.teardown()
+    if not main:  # rank 0 writes the bundle
+        return TrainResult(out_dir, "", {}, time.perf_counter() - t_start)
 
     valid_mask = np.asarray(train_set.arrays.m[:].max(axis=0) > 0) if len(train_set) else None
     provenance = {
@@ -208,21 +212,15 @@ def train(
         arrays["valid_mask"] = valid_mask
     bundle = Bundle(meta=meta, weights=fit.best_state, arrays=arrays)
 
-    scores: dict[str, dict[str, float]] = {}
-    if periods.test is not None:
-        test_idx = paired.indices(periods.test)
-        if len(test_idx):
-            scores = test_scores(Emulator(bundle), paired, test_idx)
-            meta["scores"] = {"test": scores}
+    scores: list[dict[str, Any]] = []
+    if len(test_idx):
+        from downscale.evaluate.skill import skill_rows
+
+        train_all = paired.indices(periods.train)
+        scores = skill_rows(Emulator(bundle), paired, train_all, test_idx, seed=cfg.seed)
+        meta["scores"] = {"test": {"period": periods.test.describe(), "days": int(len(test_idx)), "rows": scores}}
     bundle_id = save_bundle(out_dir, bundle)
-    _write_history(out_dir / "training_log.csv", fit.history_rows())
-    return TrainResult(out_dir, bundle_id, scores, time.perf_counter() - t_start)
-
-
-def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_history(out_dir, fit.history_rows())  # training_log.csv and .json
+    tracker.finish(out_dir)
+    store.remove()
+    return TrainResult(out_dir, bundle_id, scores, int(len(test_idx)), time.perf_counter() - t_start)

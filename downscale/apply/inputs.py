@@ -1,0 +1,433 @@
+"""Inputs of ``downscale apply``: CMIP files -> projections -> periods, and the region an emulator reads.
+
+* :func:`parse_drs` reads a CMIP5/CMIP6 DRS file name (``tas_day_CNRM-CM5_rcp85_r1i1p1_20060101-20151231.nc``);
+* :func:`scan` opens each file once (lazily) and groups the files into :class:`Projection` s -- one per model,
+  experiment and member, from the global attributes, falling back to the DRS name -- picking the files that hold
+  each predictor the bundle needs (``ta850`` may come from a ``ta`` file on ``plev``);
+* :func:`domain_box`, :func:`check_covers` and :func:`subset_region` cut a (global) rectilinear input down to the
+  emulator's domain plus a halo before anything is read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from downscale.errors import DataError, GridMismatchError, MissingVariableError
+
+__all__ = [
+    "DRS",
+    "Period",
+    "Projection",
+    "check_covers",
+    "check_daily",
+    "default_halo",
+    "domain_box",
+    "parse_drs",
+    "scan",
+    "subset_region",
+]
+
+# global attributes naming the driving model, experiment and member, most specific first
+ATTR_KEYS = {
+    "model": ("driving_model_id", "source_id", "model_id"),
+    "experiment": ("driving_experiment_name", "experiment_id", "experiment"),
+    "member": ("driving_model_ensemble_member", "variant_label", "ensemble_member", "parent_experiment_rip"),
+}
+_MEMBER_RE = re.compile(r"^r\d+i\d+p\d+(f\d+)?$")
+_GRID_LABEL_RE = re.compile(r"^g[nrlm]\w*$")
+_CLEAN_RE = re.compile(r"[^A-Za-z0-9.+-]")
+
+
+def clean(text: str) -> str:
+    """A file-name-safe token."""
+    return _CLEAN_RE.sub("-", str(text).strip())
+
+
+@dataclass(frozen=True)
+class DRS:
+    """The parts of a CMIP DRS file name; None where the name does not follow the DRS."""
+
+    variable: str | None = None
+    table: str | None = None
+    model: str | None = None
+    experiment: str | None = None
+    member: str | None = None
+    grid: str | None = None
+    dates: str | None = None
+
+
+def parse_drs(path: str | Path) -> DRS:
+    """``<var>_<table>_<model>_<exp>_<member>[_<grid>][_<dates>].nc`` (CMIP6, and CMIP5 without ``<grid>``)."""
+    parts = Path(path).name.removesuffix(".nc").split("_")
+    if len(parts) < 5 or not _MEMBER_RE.match(parts[4]):
+        return DRS(variable=parts[0] if len(parts) > 1 else None)
+    rest = parts[5:]
+    grid = rest.pop(0) if rest and _GRID_LABEL_RE.match(rest[0]) else None
+    return DRS(parts[0], parts[1], parts[2], parts[3], parts[4], grid, rest[0] if rest else None)
+
+
+def _member_from_attrs(attrs: dict[str, Any]) -> str:
+    for key in ATTR_KEYS["member"]:
+        value = str(attrs.get(key, "")).strip()
+        if value:
+            return value
+    rip = [attrs.get(k) for k in ("realization", "initialization_method", "physics_version")]
+    if all(v is not None and str(v).strip() for v in rip):  # CMIP5 global attributes
+        return "r{}i{}p{}".format(*(int(np.asarray(v).ravel()[0]) for v in rip))
+    return ""
+
+
+def projection_key(attrs: dict[str, Any], path: str | Path) -> tuple[str, str, str]:
+    """(model, experiment, member) from global attributes, else from the DRS file name."""
+    drs = parse_drs(path)
+    out = []
+    for part, fallback in (("model", drs.model), ("experiment", drs.experiment)):
+        value = next((str(attrs[k]).strip() for k in ATTR_KEYS[part] if str(attrs.get(k, "")).strip()), "")
+        out.append(clean(value or fallback or f"unknown-{part}"))
+    out.append(clean(_member_from_attrs(attrs) or drs.member or "r0i0p0"))
+    return out[0], out[1], out[2]
+
+
+# ------------------------------------------------------------------------------------------- region
+def default_halo(emu: Any) -> float:
+    """The halo in degrees: the recipe's ``apply.halo`` when set (> 0), else two coarse cells."""
+    halo = (emu.meta.get("recipe", {}).get("apply") or {}).get("halo")
+    if halo:
+        return float(halo)
+    b = emu.coarse_grid.axis_bounds()
+    if b is None:  # curvilinear: the mean cell size
+        return float(2.0 * np.degrees(np.sqrt(np.median(emu.coarse_grid.cell_area())) / 6_371_000.0))
+    return float(2.0 * max(np.abs(np.diff(b[0])).mean(), np.abs(np.diff(b[1])).mean()))
+
+
+def domain_box(grid: Any, halo: float) -> tuple[float, float, float, float]:
+    """(lat0, lat1, lon0, lon1) around the cell centres of ``grid`` plus ``halo`` degrees; lon1 - lon0 < 360
+    and lon0 may be below -180 (the box is not cut at the date line)."""
+    lat, lon = grid.lat2d.ravel(), grid.lon2d.ravel()
+    ref = float(np.degrees(np.arctan2(np.sin(np.radians(lon)).mean(), np.cos(np.radians(lon)).mean())))
+    rel = (lon - ref + 180.0) % 360.0 - 180.0
+    lat0, lat1 = max(-90.0, float(lat.min()) - halo), min(90.0, float(lat.max()) + halo)
+    lon0, lon1 = ref + float(rel.min()) - halo, ref + float(rel.max()) + halo
+    if lon1 - lon0 >= 360.0:
+        lon0, lon1 = ref - 180.0, ref + 180.0
+    return lat0, lat1, lon0, lon1
+
+
+def _lon_global(lon_b: np.ndarray) -> bool:
+    return float(np.abs(lon_b[-1] - lon_b[0])) >= 360.0 - 1e-6
+
+
+def check_covers(source: Any, coarse: Any, halo: float, *, file: Any = None, variable: str | None = None) -> None:
+    """Raise GridMismatchError unless the cells of rectilinear ``source`` cover the centres of ``coarse`` plus
+    ``halo`` degrees (the region read for regridding)."""
+    lat0, lat1, lon0, lon1 = domain_box(coarse, halo)
+    lat_b, lon_b = np.asarray(source.lat_bounds), np.asarray(source.lon_bounds)
+    eps = 1e-6
+    ok = lat_b.min() <= lat0 + eps and lat_b.max() >= lat1 - eps
+    if ok and not _lon_global(lon_b):
+        b0, b1 = float(lon_b.min()), float(lon_b.max())
+        start = b0 + (lon0 - b0 + eps) % 360.0 - eps
+        ok = start + (lon1 - lon0) <= b1 + eps
+    if not ok:
+        def fmt(a: float, b: float, ns: str) -> str:
+            return f"{a:.2f}..{b:.2f}{ns}"
+
+        raise GridMismatchError(
+            f"input does not cover the emulator's domain plus a halo of {halo:g} degrees",
+            file=file,
+            variable=variable,
+            found=f"input cells span lat {fmt(lat_b.min(), lat_b.max(), 'N')}, lon {fmt(lon_b.min(), lon_b.max(), 'E')}",
+            expected=f"lat {fmt(lat0, lat1, 'N')}, lon {fmt(lon0, lon1, 'E')}",
+            fix="give inputs that cover the emulator's domain with a margin (e.g. global files), "
+                "or lower the margin with --halo (--halo 0: the domain only; edge values are then clamped)",
+        )
+
+
+def _run_indices(mask: np.ndarray, periodic: bool) -> np.ndarray | slice:
+    """Indices of the True cells of ``mask`` as one run (a slice when it does not wrap around)."""
+    n = mask.size
+    if mask.all():
+        return slice(None)
+    idx = np.flatnonzero(mask)
+    if not periodic or not (mask[0] and mask[-1]):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    first = int(np.flatnonzero(~mask)[-1]) + 1  # the run starts after the last unselected cell
+    last = int(np.flatnonzero(~mask)[0]) - 1
+    return np.r_[np.arange(first, n), np.arange(0, last + 1)]
+
+
+def subset_region(da: xr.DataArray, source: Any, coarse: Any, halo: float) -> tuple[xr.DataArray, Any]:
+    """``da`` (on rectilinear ``source``) cut to the cells that meet the domain of ``coarse`` plus ``halo``
+    degrees, plus one cell on each side for interpolation.  Lazy: on dask input only that region is read
+    (a domain across the input's longitude seam reads its latitude band).  Returns (data, its grid)."""
+    from downscale.data.grids import Grid
+
+    lat0, lat1, lon0, lon1 = domain_box(coarse, halo)
+    lat_b, lon_b = np.asarray(source.lat_bounds), np.asarray(source.lon_bounds)
+    lo, hi = np.minimum(lat_b[:-1], lat_b[1:]), np.maximum(lat_b[:-1], lat_b[1:])
+    ymask = (hi >= lat0) & (lo <= lat1)
+    ymask = _grow(ymask, periodic=False)
+    periodic = _lon_global(lon_b)
+    w = np.abs(np.diff(lon_b))
+    start = np.minimum(lon_b[:-1], lon_b[1:])
+    s = lon0 + (start - lon0) % 360.0  # each cell's west edge in [lon0, lon0 + 360)
+    xmask = (s <= lon1) | (s - 360.0 + w >= lon0)
+    xmask = _grow(xmask, periodic=periodic)
+    ydim, xdim = source.dims
+    yi, xi = _run_indices(ymask, False), _run_indices(xmask, periodic)
+    if yi == slice(None) and isinstance(xi, slice) and xi == slice(None):
+        return da, source
+    out = da.isel({ydim: yi}).isel({xdim: xi})
+    return out, Grid.from_dataset(out)
+
+
+def _grow(mask: np.ndarray, periodic: bool) -> np.ndarray:
+    grown = mask.copy()
+    if periodic:
+        grown |= np.roll(mask, 1) | np.roll(mask, -1)
+    else:
+        grown[1:] |= mask[:-1]
+        grown[:-1] |= mask[1:]
+    return grown
+
+
+def check_daily(time: Any, *, file: Any = None, frequency: str | None = None) -> None:
+    """Raise DataError unless ``time`` is a daily axis (gaps allowed: DJF-only data is fine)."""
+    from downscale.data.io import infer_frequency
+
+    try:
+        found = infer_frequency(time)
+    except DataError:
+        found = str(frequency or "day")  # a single time step: trust the frequency attribute
+    if found != "day":
+        words = {"mon": "monthly", "yr": "yearly", "6hr": "6-hourly", "3hr": "3-hourly", "1hr": "hourly"}
+        raise DataError(
+            f"inputs are {words.get(found, found)} ({found}); the emulator downscales daily fields",
+            file=file,
+            found=f"frequency {found}",
+            expected="day",
+            fix="give daily files (CMIP table 'day'), or aggregate sub-daily data to daily means first",
+        )
+
+
+# ------------------------------------------------------------------------------------------- scanning
+@dataclass
+class FileInfo:
+    path: Path
+    attrs: dict[str, Any]
+    drs: DRS
+    times: np.ndarray  # cftime objects
+    calendar: str
+    time_units: str | None
+    variables: dict[str, str] = field(default_factory=dict)  # predictor -> data variable name
+    misses: dict[str, MissingVariableError] = field(default_factory=dict)  # predictor -> why not here
+    ds: xr.Dataset | None = field(default=None, repr=False)  # the lazily opened file
+
+
+@dataclass
+class Period:
+    """One output period: days ``[start, stop)`` of the projection's time axis."""
+
+    start: int
+    stop: int
+    label: str  # YYYYMMDD-YYYYMMDD
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class Projection:
+    """The files of one model, experiment and member."""
+
+    model: str
+    experiment: str
+    member: str
+    files: dict[str, list[Path]]  # predictor -> its files, in time order
+    time: np.ndarray  # the common days of all predictors (cftime objects)
+    calendar: str
+    time_units: str | None
+    attrs: dict[str, Any]  # global attributes of the first file
+    periods: list[Period]
+    spans: dict[Path, tuple[Any, Any]] = field(default_factory=dict)  # file -> (first day, last day)
+    varnames: dict[str, str] = field(default_factory=dict)  # predictor -> its variable in the files ("ta")
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.model, self.experiment, self.member)
+
+    @property
+    def name(self) -> str:
+        return "_".join(self.key)
+
+    def files_for(self, period: Period) -> dict[str, list[str]]:
+        """For each predictor, the files that hold days of ``period``."""
+        t0, t1 = self.time[period.start], self.time[period.stop - 1]
+        out = {}
+        for name, files in self.files.items():
+            out[name] = [str(p) for p in files if self.spans[p][0] <= t1 and self.spans[p][1] >= t0]
+        return out
+
+    def sources_for(self, period: Period) -> dict[str, tuple[str, list[str]]]:
+        """What to read for ``period``: dataset key -> (variable to look up, files).  Predictors that are levels
+        of one variable in the same files (ta850, ta700 and ta500 of ``ta`` on plev) are read together, once:
+        the key is then that variable, and the levels are picked from it in memory."""
+        files = self.files_for(period)
+        groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for name, fs in files.items():
+            groups.setdefault((self.varnames.get(name, name), tuple(fs)), []).append(name)
+        out: dict[str, tuple[str, list[str]]] = {}
+        for (var, fs), names in groups.items():
+            shared = len(names) > 1 and var not in files and var not in out
+            for name in [var] if shared else names:
+                out[name] = (name, list(fs))
+        return out
+
+
+def _date(t: Any) -> str:
+    return f"{t.year:04d}{t.month:02d}{t.day:02d}"
+
+
+def scan(files: Sequence[Path], predictors: Sequence[str], *, emulator: Any = None, halo: float = 0.0) -> list[Projection]:
+    """Group ``files`` into projections and find each predictor's files.  With ``emulator``, also run every
+    check that needs no data: grids (on the coarse grid, or rectilinear and covering its domain plus ``halo``),
+    units (convertible to the canonical ones), calendars and the daily frequency."""
+    from downscale.data.calendar import calendar_of
+    from downscale.data.io import find_variable, open_dataset
+    from downscale.data.variables import parse_level_name
+
+    infos: list[FileInfo] = []
+    for path in files:
+        ds = open_dataset(path)
+        if "time" not in ds.coords or ds["time"].size == 0:
+            continue  # fixed fields (orog, sftlf) are not predictors of apply
+        times = np.asarray(ds["time"].values)
+        info = FileInfo(path, dict(ds.attrs), parse_drs(path), times, calendar_of(ds["time"]),
+                        ds["time"].encoding.get("units"), ds=ds)
+        for name in predictors:
+            try:
+                da = find_variable(ds, name, file=path)
+            except MissingVariableError as exc:
+                info.misses[name] = exc
+                continue
+            base, _ = parse_level_name(name)
+            info.variables[name] = name if name in ds.data_vars else base if base in ds.data_vars else name
+        infos.append(info)
+    if not infos:
+        raise DataError("no input file has a time axis", file=", ".join(map(str, files)),
+                        fix="give the daily predictor files of a projection")
+    groups: dict[tuple[str, str, str], list[FileInfo]] = {}
+    for info in infos:
+        groups.setdefault(projection_key(info.attrs, info.path), []).append(info)
+    projections = [_projection(key, members, predictors) for key, members in sorted(groups.items())]
+    if emulator is not None:
+        by_path = {i.path: i for i in infos}
+        for proj in projections:
+            for name, files in proj.files.items():  # in the bundle's order of predictors
+                for path in files:
+                    ds = by_path[path].ds
+                    _validate(emulator, ds, find_variable(ds, name, file=path), name, path, halo)
+    for info in infos:
+        if info.ds is not None:
+            info.ds.close()
+            info.ds = None
+    return projections
+
+
+def _validate(emu: Any, ds: xr.Dataset, da: xr.DataArray, name: str, path: Path, halo: float) -> None:
+    """The grid and units checks of one predictor in one file (no data is read)."""
+    from downscale.api import _time_bounds
+    from downscale.data.grids import Grid
+    from downscale.data.units import to_canonical
+
+    grid = Grid.from_dataset(da, file=str(path))
+    if grid.id != emu.coarse_grid.id:
+        if grid.kind != "rectilinear":
+            raise GridMismatchError(
+                "input is not on the emulator's coarse grid and is not rectilinear", file=path, variable=name,
+                found=grid.describe(), expected=emu.coarse_grid.describe(),
+                fix="regrid the inputs to a regular lat/lon grid (or to the emulator's coarse grid) first",
+            )
+        check_covers(grid, emu.coarse_grid, halo, file=path, variable=name)
+    to_canonical(da, name, path, time_bounds=_time_bounds(ds), frequency=ds.attrs.get("frequency"))
+
+
+def _projection(key: tuple[str, str, str], infos: list[FileInfo], predictors: Sequence[str]) -> Projection:
+    from downscale.errors import CalendarError
+
+    files: dict[str, list[FileInfo]] = {}
+    for name in predictors:
+        have = [i for i in infos if name in i.variables]
+        if not have:
+            raise _missing(name, infos, key)
+        files[name] = sorted(have, key=lambda i: i.times.min())
+    ref = files[predictors[0]]
+    calendar = ref[0].calendar
+    for name, group in files.items():
+        for info in group:
+            if info.calendar != calendar:
+                raise CalendarError(
+                    f"calendar {info.calendar} differs from {calendar} in {ref[0].path.name}",
+                    file=info.path, variable=name, found=info.calendar, expected=calendar,
+                    fix="keep the files of one model together; convert them with xarray's convert_calendar",
+                )
+    axes = {name: np.unique(np.concatenate([i.times for i in group])) for name, group in files.items()}
+    time = axes[predictors[0]]
+    notes = []
+    for name, axis in axes.items():
+        common = np.intersect1d(time, axis)
+        if common.size < time.size or common.size < axis.size:
+            notes.append(f"{name} covers {axis.size} days, {axes[predictors[0]].size} in {predictors[0]}")
+        time = common
+    label = "_".join(key)
+    if time.size == 0:
+        raise DataError("the predictors have no day in common", file=ref[0].path,
+                        found="; ".join(notes), fix=f"give files of the same period for every predictor ({label})")
+    check_daily(time, file=ref[0].path, frequency=ref[0].attrs.get("frequency"))
+    periods = _periods(time, [i.times for i in ref])
+    spans = {i.path: (i.times.min(), i.times.max()) for g in files.values() for i in g}
+    varnames = {n: g[0].variables[n] for n, g in files.items() if all(i.variables[n] == g[0].variables[n] for i in g)}
+    return Projection(*key, files={n: [i.path for i in g] for n, g in files.items()}, time=time,
+                      calendar=calendar, time_units=ref[0].time_units, attrs=dict(ref[0].attrs), periods=periods,
+                      spans=spans, varnames=varnames, notes=notes)
+
+
+def _missing(name: str, infos: list[FileInfo], key: tuple[str, str, str]) -> MissingVariableError:
+    """The most telling error for a predictor no file holds: a missing level beats a missing variable."""
+    from downscale.data.variables import parse_level_name
+
+    base, _ = parse_level_name(name)
+    errors = [(i, i.misses[name]) for i in infos if name in i.misses]
+    for _, err in errors:
+        if "level" in err.message:
+            return err
+    for info, err in errors:
+        if info.drs.variable in (name, base):
+            return err
+    if len(errors) == 1:
+        return errors[0][1]
+    names = sorted({i.path.name for i in infos})
+    return MissingVariableError(
+        f"no variable '{name}' in the {len(infos)} files of {'_'.join(key)}",
+        file=", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else ""),
+        fix=f"add the files holding {name} to the inputs",
+    )
+
+
+def _periods(time: np.ndarray, file_times: list[np.ndarray]) -> list[Period]:
+    """Output periods follow the files of the first predictor: one per file (e.g. per decade)."""
+    starts = sorted({int(np.searchsorted(time, t.min())) for t in file_times})
+    starts = [s for s in starts if s < time.size]
+    if not starts or starts[0] != 0:
+        starts = [0, *starts]
+    bounds = [*starts, time.size]
+    return [Period(a, b, f"{_date(time[a])}-{_date(time[b - 1])}") for a, b in zip(bounds[:-1], bounds[1:]) if b > a]

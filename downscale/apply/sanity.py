@@ -1,0 +1,128 @@
+"""Sanity checks of every downscaled chunk before it is written.
+
+* no NaN/inf where the target grid is valid (the bundle's ``valid_mask``);
+* no negative value of a non-negative variable (precipitation);
+* every value inside the variable's plausible range, in canonical units: ``meta["targets"][i]["plausible"]``
+  of the bundle when present, else :data:`downscale.data.variables.VARIABLES` (tas 150..350 K, pr 0..1000 mm/day).
+
+A violation stops the run with one line naming the variable, date, cell and value, or -- ``on_implausible="warn"``
+-- is written, reported in a warning line and listed in the output file's attributes.  Never silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from downscale.errors import DataError
+
+__all__ = ["Violation", "check_chunk", "plausible_bounds"]
+
+#: at most this many violations are listed per variable and chunk (the count is always exact)
+MAX_LISTED = 5
+
+
+@dataclass
+class Violation:
+    variable: str
+    kind: str  # "NaN", "negative", "too low", "too high"
+    date: str
+    member: int | None
+    cell: tuple[int, int]
+    dims: tuple[str, str]
+    lat: float
+    lon: float
+    value: float
+    units: str
+    bounds: tuple[float, float]
+    count: int  # violations of this variable in the chunk
+
+    def where(self) -> str:
+        member = f" member {self.member}" if self.member is not None else ""
+        return (f"{self.date}{member} at cell ({self.dims[0]} {self.cell[0]}, {self.dims[1]} {self.cell[1]}; "
+                f"lat {self.lat:.2f}, lon {self.lon:.2f})")
+
+    def describe(self) -> str:
+        lo, hi = self.bounds
+        what = "NaN" if self.kind == "NaN" else f"{self.value:.6g} {self.units}"
+        return (f"implausible downscaled {self.variable} ({self.kind}): {what} on {self.where()}; plausible range "
+                f"{lo:g}..{hi:g} {self.units}; {self.count} such value(s) in the chunk")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Violation:
+        d = dict(d)
+        d["cell"], d["dims"], d["bounds"] = tuple(d["cell"]), tuple(d["dims"]), tuple(d["bounds"])
+        return cls(**d)
+
+    def error(self, file: str | None = None) -> DataError:
+        return DataError(
+            self.describe(), file=file, variable=self.variable,
+            fix="check the inputs (units, variables, period) and the bundle; "
+                "--on-implausible warn writes such values and flags them in the output",
+        )
+
+
+def plausible_bounds(meta: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Per target: (lo, hi) in canonical units, from the bundle meta when recorded, else the variables table."""
+    from downscale.data.variables import get_spec
+
+    out = {}
+    for t in meta["targets"]:
+        given = t.get("plausible")
+        lo, hi = given if given is not None else get_spec(t["name"]).plausible
+        out[t["name"]] = (float(lo), float(hi))
+    return out
+
+
+def _date(t: Any) -> str:
+    try:
+        return f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
+    except AttributeError:
+        return str(t)[:10]
+
+
+def check_chunk(
+    y: np.ndarray,
+    time: np.ndarray,
+    targets: list[str],
+    bounds: dict[str, tuple[float, float]],
+    units: dict[str, str],
+    valid_mask: np.ndarray | None,
+    grid: Any,
+) -> list[Violation]:
+    """Violations in ``y`` [T, (M,) V, H, W]: the first of each kind per variable, with exact counts."""
+    members = y.ndim == 5
+    found: list[Violation] = []
+    mask = np.ones(y.shape[-2:], bool) if valid_mask is None else np.asarray(valid_mask, bool)
+    for v, name in enumerate(targets):
+        valid = mask[v] if mask.ndim == 3 else mask  # one mask per target, or one for all
+        field = y[:, :, v] if members else y[:, v]
+        lo, hi = bounds[name]
+        nan = ~np.isfinite(field) & valid
+        with np.errstate(invalid="ignore"):
+            low = ("negative" if lo == 0.0 else "too low", (field < lo) & valid)
+            tests = [("NaN", nan), low, ("too high", (field > hi) & valid)]
+        for kind, bad in tests:
+            count = int(bad.sum())
+            if not count:
+                continue
+            first = np.argwhere(bad)
+            # the worst offender is the one to show (for NaN: the first)
+            if kind != "NaN":
+                vals = field[bad]
+                k = int(np.argmax(vals) if kind == "too high" else np.argmin(vals))  # argwhere order = field[bad]
+            else:
+                k = 0
+            pos = tuple(int(i) for i in first[k])
+            t, member, (i, j) = pos[0], (pos[1] if members else None), pos[-2:]
+            found.append(Violation(
+                variable=name, kind=kind, date=_date(time[t]), member=member, cell=(i, j), dims=tuple(grid.dims),
+                lat=float(grid.lat2d[i, j]), lon=float(grid.lon2d[i, j]), value=float(field[pos]),
+                units=units[name], bounds=(lo, hi), count=count,
+            ))
+    return found

@@ -1,0 +1,362 @@
+"""Where ``downscale apply`` keeps its state: the lock, the work folder of finished chunks, the output files.
+
+Layout under the output folder ``OUTDIR``::
+
+    OUTDIR/
+      tas_EUR-44_CNRM-CM5_rcp85_r1i1p1_downscale-<emulator>_day_20060101-20151231.nc   final files only
+      .downscale-apply.lock          pid, host and start time of the run holding the folder (O_EXCL)
+      .downscale-apply.log           one line per chunk computed or reused and per file written
+      .downscale-work/<run>/<period>/c<start>-<stop>.npy   finished chunks (all targets), until assembled
+
+``<run>`` is a hash of the bundle id, the options that change the numbers and the input files (path, size,
+mtime): a re-run of the same command finds its chunks, a different command never reuses them.  Every file is
+written under a hidden temporary name and renamed (``os.replace``) when complete, so a killed run leaves no
+partial file under a final name, and a re-run recomputes nothing that was finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from downscale.errors import DataError
+
+__all__ = ["RunLock", "assemble", "chunk_done", "domain_name", "output_name", "read_chunk_meta", "write_chunk"]
+
+LOCK_NAME = ".downscale-apply.lock"
+LOG_NAME = ".downscale-apply.log"
+WORK_NAME = ".downscale-work"
+
+
+# ------------------------------------------------------------------------------------------- lock
+def _proc_start(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if Path("/proc").is_dir():
+        now = _proc_start(pid)
+        if now is None:  # zombie (killed, not yet reaped) or gone
+            return False
+        if start is not None and now != start:  # the pid was reused by another process
+            return False
+    return True
+
+
+class RunLock:
+    """One ``downscale apply`` per output folder: a lock file created with O_EXCL holding pid/host/start.
+
+    A lock whose process is gone (same host) is taken over with a warning; any other refuses the run."""
+
+    def __init__(self, out_dir: Path, warn: Callable[[str], None]) -> None:
+        self.path = Path(out_dir) / LOCK_NAME
+        self.warn = warn
+        self.held = False
+        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "start": _proc_start(os.getpid()),
+                     "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+    def _read(self) -> dict[str, Any] | None:
+        for _ in range(10):
+            try:
+                return json.loads(self.path.read_text())
+            except FileNotFoundError:
+                return {}
+            except (OSError, ValueError):
+                time.sleep(0.05)  # being written right now
+        return None
+
+    def acquire(self) -> None:
+        for _ in range(5):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                other = self._read()
+                if other == {}:
+                    continue  # released meanwhile
+                if other is None or (other.get("host") == self.info["host"]
+                                     and not _alive(int(other.get("pid", -1)), other.get("start"))):
+                    who = "an unreadable lock" if other is None else f"pid {other.get('pid')} on {other.get('host')}"
+                    self.warn(f"taking over the stale lock {self.path} ({who}, started {(other or {}).get('started', '?')}"
+                              f", is no longer running)")
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()
+                    continue
+                raise DataError(
+                    "another 'downscale apply' is writing to this output folder",
+                    file=self.path.parent,
+                    found=f"pid {other.get('pid')} on host {other.get('host')}, started {other.get('started')}",
+                    fix=f"wait for it to finish or use another -o folder; if that run is dead, delete {self.path}",
+                ) from None
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(self.info))
+            self.held = True
+            return
+        raise DataError("could not take the lock of the output folder", file=self.path,
+                        fix="another run keeps taking it; use another -o folder")
+
+    def release(self) -> None:
+        if self.held and self._read() == self.info:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        self.held = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def log_line(out_dir: Path, text: str) -> None:
+    """Append one line to the run log of the output folder (for people, and the resumption tests)."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    with open(Path(out_dir) / LOG_NAME, "a") as fh:
+        fh.write(f"{stamp} pid {os.getpid()} {text}\n")
+
+
+# ------------------------------------------------------------------------------------------- chunks
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+
+
+def chunk_path(period_dir: Path, start: int, stop: int) -> Path:
+    return Path(period_dir) / f"c{start:09d}-{stop:09d}.npy"
+
+
+def write_chunk(path: Path, y: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write a finished chunk atomically: its metadata (.json) first, then the data (.npy) that marks it done."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    side = path.with_suffix(".json")
+    tmp = _tmp(side)
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, side)
+    tmp = _tmp(path)
+    with open(tmp, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(y, np.float32))
+    os.replace(tmp, path)
+
+
+def chunk_done(path: Path, shape: tuple[int, ...]) -> bool:
+    """Whether a chunk file is finished and has the expected shape."""
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        return False
+    try:
+        return tuple(np.load(path, mmap_mode="r").shape) == tuple(shape)
+    except (OSError, ValueError):
+        return False
+
+
+def read_chunk_meta(path: Path) -> dict[str, Any]:
+    return json.loads(path.with_suffix(".json").read_text())
+
+
+def clean_tmp(folder: Path) -> None:
+    """Remove temporary files left by killed runs (called while holding the lock)."""
+    if folder.is_dir():
+        for p in folder.rglob(".*.tmp-*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+    for p in Path(folder).parent.glob(".*.part-*"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+# ------------------------------------------------------------------------------------------- outputs
+_CORDEX_DOMAIN = re.compile(r"^[A-Z]{3}-\d{2}i?$")
+
+
+def domain_name(meta: dict[str, Any], grid_id: str) -> str:
+    """The domain token of output names: the bundle's ``domain``, else the CORDEX domain of its training
+    targets' file names (``EUR-44``), else ``grid-<id>``."""
+    if meta.get("domain"):
+        return re.sub(r"[^A-Za-z0-9.+-]", "-", str(meta["domain"]))
+    for f in meta.get("provenance", {}).get("files", []):
+        parts = Path(str(f)).name.split("_")
+        if len(parts) > 2 and _CORDEX_DOMAIN.match(parts[1]):
+            return parts[1]
+    return f"grid-{grid_id[:8]}"
+
+
+def output_name(variable: str, domain: str, key: tuple[str, str, str], emulator: str, label: str) -> str:
+    """``<var>_<domain>_<model>_<experiment>_<member>_downscale-<emulator>_day_<YYYYMMDD>-<YYYYMMDD>.nc``."""
+    emu = re.sub(r"[^A-Za-z0-9.+-]", "-", emulator)
+    return f"{variable}_{domain}_{'_'.join(key)}_downscale-{emu}_day_{label}.nc"
+
+
+def run_id_of(path: Path) -> str | None:
+    """The ``downscale_run_id`` of a finished output file, or None."""
+    if not Path(path).is_file():
+        return None
+    try:
+        import netCDF4
+        from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK  # HDF5 is not thread-safe: xarray's lock
+
+        with NETCDF4_PYTHON_LOCK, netCDF4.Dataset(path) as nc:
+            return str(nc.getncattr("downscale_run_id"))
+    except Exception:  # noqa: BLE001 - unreadable or foreign: not ours
+        return None
+
+
+@dataclass
+class OutputSpec:
+    """Everything needed to assemble the files of one period (picklable, for dask.distributed workers)."""
+
+    bundle: str
+    bundle_id: str
+    run_id: str
+    out_dir: str
+    period_dir: str
+    chunks: list[tuple[int, int]]  # global [start, stop) of each chunk, in order
+    times: np.ndarray  # the period's days
+    calendar: str
+    time_units: str | None
+    names: dict[str, str]  # target -> final file name
+    attrs: dict[str, Any]  # global attributes of the outputs
+    members: int | None
+    complevel: int = 1
+
+
+def _time_chunk(spec: OutputSpec, shape: tuple[int, int]) -> int:
+    """HDF5 chunk length along time: a divisor of the chunk length (chunks are written whole, never
+    re-read and re-compressed), at most ~8 MB."""
+    days = max(b - a for a, b in spec.chunks)
+    per_day = 4 * (spec.members or 1) * shape[0] * shape[1]
+    fits = [d for d in range(1, days + 1) if days % d == 0 and d * per_day <= 8 << 20]
+    return max(fits) if fits else 1
+
+
+def _template(spec: OutputSpec, emu: Any, name: str, attrs: dict[str, Any], path: Path) -> None:
+    """An output file with everything but the data: coordinates, grid mapping, attributes, the (empty,
+    compressed) data variable.  The data are then written chunk by chunk."""
+    import netCDF4
+    import xarray as xr
+    from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
+
+    grid = emu.fine_grid
+    ds = grid.coords_dataset()
+    ds = ds.assign_coords(time=xr.Variable("time", spec.times, {"standard_name": "time", "long_name": "time",
+                                                                  "axis": "T"}))
+    if spec.members:
+        ds = ds.assign_coords(member=xr.Variable("member", np.arange(spec.members, dtype=np.int32),
+                                                 {"long_name": "ensemble member of the emulator",
+                                                  "standard_name": "realization"}))
+    ds.attrs = dict(spec.attrs)
+    enc: dict[str, dict[str, Any]] = {str(v): {"_FillValue": None} for v in ds.variables}
+    enc["time"] = {"units": spec.time_units or "days since 1850-01-01", "calendar": spec.calendar,
+                   "dtype": "float64", "_FillValue": None}
+    ds.to_netcdf(path, encoding=enc, engine="netcdf4")
+    dims = ("time", *(["member"] if spec.members else []), *grid.dims)
+    chunks = (_time_chunk(spec, grid.shape), *([1] if spec.members else []), *grid.shape)
+    latlon = [str(c) for c in ds.coords if ds[c].ndim == 2]
+    with NETCDF4_PYTHON_LOCK, netCDF4.Dataset(path, "a") as nc:
+        if "coordinates" in nc.ncattrs():
+            nc.delncattr("coordinates")
+        var = nc.createVariable(name, "f4", dims, zlib=True, complevel=spec.complevel, shuffle=True,
+                                chunksizes=chunks, fill_value=np.float32(FILL))
+        var.setncatts({**attrs, **({"coordinates": " ".join(latlon)} if latlon else {}),
+                       **({"grid_mapping": grid.mapping_name} if grid.mapping_name else {})})
+
+
+FILL = 1.0e20
+
+
+def assemble(spec: OutputSpec, emu: Any) -> list[tuple[str, Path, list[dict[str, Any]]]]:
+    """Write the output file of each target of one period from its chunks (to a hidden name, then renamed),
+    then delete the chunks.  Chunk by chunk: memory stays at one chunk.  Returns ``(target, path,
+    violations)`` per target; a file that is already complete (same run) is kept as it is."""
+    import netCDF4
+    from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
+
+    from downscale.apply.sanity import Violation
+    from downscale.data.variables import get_spec
+
+    period_dir, out_dir = Path(spec.period_dir), Path(spec.out_dir)
+    paths = [chunk_path(period_dir, a, b) for a, b in spec.chunks]
+    violations: dict[str, list[Violation]] = {}
+    for p in paths:
+        for v in read_chunk_meta(p).get("violations", []):
+            violations.setdefault(v["variable"], []).append(Violation.from_dict(v))
+    results: dict[str, tuple[str, Path, list[dict[str, Any]]]] = {}
+    todo: dict[int, tuple[str, Path, Path]] = {}
+    for v, name in enumerate(emu.targets):
+        final = out_dir / spec.names[name]
+        if final.is_file() and run_id_of(final) == spec.run_id:
+            results[name] = (name, final, [f.to_dict() for f in violations.get(name, [])])
+        else:
+            todo[v] = (name, final, out_dir / f".{final.name}.part-{socket.gethostname()}-{os.getpid()}")
+    try:
+        for v, (name, _, tmp) in todo.items():
+            var = get_spec(name)
+            lo, hi = _bounds(emu.meta, name)
+            attrs = {"standard_name": var.standard_name, "long_name": f"{var.long_name} (downscaled)",
+                     "units": var.units, "cell_methods": "time: mean",
+                     "downscale_plausible_range": np.array([lo, hi], np.float64)}
+            _template(spec, emu, name, attrs, tmp)
+        p0 = spec.chunks[0][0] if spec.chunks else 0
+        for (a, b), path in zip(spec.chunks, paths, strict=True):
+            y = np.load(path)
+            for v, (name, _, tmp) in todo.items():
+                block = y[:, :, v] if spec.members else y[:, v]
+                block = np.where(np.isfinite(block), block, np.float32(FILL)).astype(np.float32)
+                with NETCDF4_PYTHON_LOCK, netCDF4.Dataset(tmp, "a") as nc:
+                    nc[name].set_auto_maskandscale(False)
+                    nc[name][a - p0 : b - p0] = block
+            del y
+        for v, (name, final, tmp) in todo.items():
+            flagged = violations.get(name, [])
+            gattrs = {"title": f"{get_spec(name).long_name} downscaled by the {emu.name} emulator"}
+            vattrs = {}
+            if flagged:
+                total = sum(f.count for f in flagged)
+                listed = "; ".join(f"{f.kind} {f.value:.6g} {f.units} on {f.where()} ({f.count} in its chunk)"
+                                   for f in flagged[:20])
+                vattrs["downscale_implausible"] = f"{total} value(s) outside the checks: {listed}" + (
+                    f"; and {len(flagged) - 20} more chunks" if len(flagged) > 20 else "")
+                gattrs["downscale_sanity"] = (f"FLAGGED: {total} implausible value(s) of {name} written "
+                                              "(--on-implausible warn); see the variable attribute "
+                                              "downscale_implausible")
+            else:
+                gattrs["downscale_sanity"] = ("passed: no NaN where the grid is valid, no negative precipitation, "
+                                              "every value within its plausible range")
+            with NETCDF4_PYTHON_LOCK, netCDF4.Dataset(tmp, "a") as nc:
+                nc.setncatts(gattrs)
+                nc[name].setncatts(vattrs)
+            os.replace(tmp, final)
+            results[name] = (name, final, [f.to_dict() for f in flagged])
+    finally:
+        for _, _, tmp in todo.values():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+    shutil.rmtree(period_dir, ignore_errors=True)
+    return [results[name] for name in emu.targets]
+
+
+def _bounds(meta: dict[str, Any], name: str) -> tuple[float, float]:
+    from downscale.apply.sanity import plausible_bounds
+
+    return plausible_bounds(meta)[name]
