@@ -4,7 +4,8 @@
     python benchmarks/apply_throughput.py --quick    # 2/4 years, a smoke test
 
 1. Writes a CMIP6-like projection to a temporary folder: global 2.8 deg grid (64 x 128), ``zg``, ``ta``, ``hus``,
-   ``ua``, ``va`` on plev 850/700/500 hPa, noleap calendar, one file per variable and decade, zlib level 1,
+   ``ua``, ``va`` on plev 850/700/500 hPa, noleap calendar, one file per variable and decade (``--quick``: and
+   year), zlib level 1,
    DRS names (``ta_day_BENCH-ESM_ssp585_r1i1p1f1_gn_20150101-20241231.nc``).
 2. Builds a bundle of the ML-Bench shape: 15 predictor channels (5 variables x 3 levels) on a 16 x 16 coarse grid
    (a block of the global grid over Europe, across the Greenwich meridian), 2 targets (tas, pr) on a 128 x 128
@@ -49,8 +50,8 @@ START = 2015
 
 
 # ------------------------------------------------------------------------------------------- data
-def write_projection(folder: Path, years: int, seed: int = 0) -> list[Path]:
-    """One file per variable and decade; returns the files."""
+def write_projection(folder: Path, years: int, seed: int = 0, file_years: int = 10) -> list[Path]:
+    """One file per variable and ``file_years`` years (a decade); returns the files."""
     import cftime
     import netCDF4
 
@@ -58,8 +59,8 @@ def write_projection(folder: Path, years: int, seed: int = 0) -> list[Path]:
     rng = np.random.default_rng(seed)
     pattern = np.cos(np.radians(LAT))[:, None] * (1.0 + 0.1 * np.sin(np.radians(2 * LON)))[None, :]
     files = []
-    for d0 in range(START, START + years, 10):
-        d1 = min(d0 + 10, START + years) - 1
+    for d0 in range(START, START + years, file_years):
+        d1 = min(d0 + file_years, START + years) - 1
         t0 = cftime.date2num(cftime.datetime(d0, 1, 1, 12, calendar="noleap"), "days since 1850-01-01", "noleap")
         days = 365 * (d1 - d0 + 1)
         time_values = t0 + np.arange(days, dtype=np.float64)
@@ -246,10 +247,14 @@ def main() -> None:
         data = (args.workdir or root) / "cmip6"
         n_years = max(years + [tp_years])
         t0 = time.perf_counter()
-        files = sorted(data.glob("*.nc")) if (data / "done").is_file() else []
-        if len({p.name.rsplit("_", 1)[1][:4] for p in files}) * 10 < n_years:
-            files = write_projection(data, n_years)
-            (data / "done").write_text(str(n_years))
+        file_years = 1 if args.quick else 10
+        done = json.loads((data / "done.json").read_text()) if (data / "done.json").is_file() else {}
+        if done.get("file_years") != file_years or done.get("years", 0) < n_years:
+            for p in data.glob("*.nc"):
+                p.unlink()
+            write_projection(data, n_years, file_years=file_years)
+            (data / "done.json").write_text(json.dumps({"years": n_years, "file_years": file_years}))
+        files = sorted(data.glob("*.nc"))
         gen = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in files) / 2**30
         print(f"{len(files)} input files ({size:.2f} GiB, {n_years} years) ready in {gen:.0f} s", flush=True)
@@ -259,7 +264,7 @@ def main() -> None:
 
         def apply_run(n: int) -> dict:
             chosen = [str(p) for p in files if int(p.name.rsplit("_", 1)[1][:4]) < START + n]
-            assert len(chosen) == 5 * -(-n // 10), "the generated projection is too short"
+            assert len(chosen) == 5 * -(-n // file_years), "the generated projection is too short"
             r = _spawn("apply", bundle, args.threads, files=json.dumps(chosen), out=root / f"out-{n}",
                        chunk_days=args.chunk_days)
             r["years"] = r["days"] / 365.0

@@ -144,7 +144,7 @@ class TrainSection(_Section):
 
 class ApplySection(_Section):
     chunk_days: int = Field(365, ge=1)
-    halo: float = Field(0.0, ge=0)
+    halo: float | None = Field(None, ge=0)  # degrees around the domain read from inputs; None: 2 coarse cells
 
 
 class Recipe(_Section):

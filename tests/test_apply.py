@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from downscale.cli.main import app
 from typer.testing import CliRunner
 
 import downscale
 from downscale.apply import downscale_files
 from downscale.apply.inputs import check_covers, parse_drs, subset_region
-from downscale.cli.main import app
 from downscale.data.grids import Grid
 from downscale.errors import DataError, GridMismatchError
 

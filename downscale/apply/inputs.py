@@ -97,9 +97,9 @@ def projection_key(attrs: dict[str, Any], path: str | Path) -> tuple[str, str, s
 
 # ------------------------------------------------------------------------------------------- region
 def default_halo(emu: Any) -> float:
-    """The halo in degrees: the recipe's ``apply.halo`` when set (> 0), else two coarse cells."""
+    """The halo in degrees: the recipe's ``apply.halo`` when set (0 included), else two coarse cells."""
     halo = (emu.meta.get("recipe", {}).get("apply") or {}).get("halo")
-    if halo:
+    if halo is not None:
         return float(halo)
     b = emu.coarse_grid.axis_bounds()
     if b is None:  # curvilinear: the mean cell size
@@ -315,7 +315,7 @@ def scan(files: Sequence[Path], predictors: Sequence[str], *, emulator: Any = No
                         ds["time"].encoding.get("units"), ds=ds)
         for name in predictors:
             try:
-                da = find_variable(ds, name, file=path)
+                find_variable(ds, name, file=path)
             except MissingVariableError as exc:
                 info.misses[name] = exc
                 continue
@@ -430,4 +430,5 @@ def _periods(time: np.ndarray, file_times: list[np.ndarray]) -> list[Period]:
     if not starts or starts[0] != 0:
         starts = [0, *starts]
     bounds = [*starts, time.size]
-    return [Period(a, b, f"{_date(time[a])}-{_date(time[b - 1])}") for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return [Period(a, b, f"{_date(time[a])}-{_date(time[b - 1])}") for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            if b > a]

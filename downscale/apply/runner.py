@@ -402,7 +402,7 @@ def _execute(emu: Any, plans: list[_Plan], out_dir: Path, scheduler: str | None,
         result.computed += 1
         store.log_line(out_dir, f"computed chunk {task.label} {task.start}-{task.stop}")
         for v in info["violations"]:
-            result.violations += 1
+            result.violations += int(v["count"])
             warn(f"{task.label}: {Violation.from_dict(v).describe()} (written and flagged: --on-implausible warn)")
         bar.chunk(info["days"])
         if _TEST_DELAY:  # test hook: slow a run down so that a test can kill it half-way
@@ -415,6 +415,8 @@ def _execute(emu: Any, plans: list[_Plan], out_dir: Path, scheduler: str | None,
             bar.file()
 
     with bar:
+        if not outputs:
+            return
         if scheduler is None or scheduler in ("", "serial", "none"):
             _execute_serial(outputs, chunk_finished, files_finished)
         else:
@@ -478,9 +480,9 @@ def _client(scheduler: str) -> tuple[Any, Any]:
 
 def _execute_distributed(scheduler: str, outputs: list, chunk_finished: Callable, files_finished: Callable) -> None:
     """Chunks (and the assembly of each period's files) as dask.distributed tasks; earliest periods first."""
-    from distributed import as_completed
-
     import uuid
+
+    from distributed import as_completed
 
     client, cluster = _client(scheduler)
     run = uuid.uuid4().hex[:8]
@@ -534,7 +536,13 @@ class _Progress:
         self.n_chunks, self.done_chunks = n_chunks, 0
         if not self.enabled:
             return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),

@@ -214,7 +214,9 @@ def run_id_of(path: Path) -> str | None:
         return None
     try:
         import netCDF4
-        from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK  # HDF5 is not thread-safe: xarray's lock
+        from xarray.backends.netCDF4_ import (
+            NETCDF4_PYTHON_LOCK,  # HDF5 is not thread-safe: xarray's lock
+        )
 
         with NETCDF4_PYTHON_LOCK, netCDF4.Dataset(path) as nc:
             return str(nc.getncattr("downscale_run_id"))
@@ -310,7 +312,7 @@ def assemble(spec: OutputSpec, emu: Any) -> list[tuple[str, Path, list[dict[str,
         else:
             todo[v] = (name, final, out_dir / f".{final.name}.part-{socket.gethostname()}-{os.getpid()}")
     try:
-        for v, (name, _, tmp) in todo.items():
+        for name, _, tmp in todo.values():
             var = get_spec(name)
             lo, hi = _bounds(emu.meta, name)
             attrs = {"standard_name": var.standard_name, "long_name": f"{var.long_name} (downscaled)",
@@ -327,7 +329,7 @@ def assemble(spec: OutputSpec, emu: Any) -> list[tuple[str, Path, list[dict[str,
                     nc[name].set_auto_maskandscale(False)
                     nc[name][a - p0 : b - p0] = block
             del y
-        for v, (name, final, tmp) in todo.items():
+        for name, final, tmp in todo.values():
             flagged = violations.get(name, [])
             gattrs = {"title": f"{get_spec(name).long_name} downscaled by the {emu.name} emulator"}
             vattrs = {}
