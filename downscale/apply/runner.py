@@ -8,6 +8,8 @@ start): the very code behind the lazy ``Emulator.downscale`` of the Python API.
 
 from __future__ import annotations
 
+import threading
+
 import contextlib
 import datetime as _dt
 import gc
@@ -323,7 +325,7 @@ def load_chunk(task: ChunkTask) -> np.ndarray:
 
     emu = cached_emulator(task.bundle, task.bundle_id)
     data = {}
-    with dask.config.set(scheduler="synchronous"):
+    with _NC_IO, dask.config.set(scheduler="synchronous"):
         for key, da in _open_sources(task.sources).items():
             da = _select_days(da, task.times)
             grid = Grid.from_dataset(da)
@@ -378,12 +380,18 @@ def release_memory() -> None:
 
 _LIBC: Any = None
 
+# netCDF4/HDF5 is not thread-safe: the read-ahead thread and the writer thread must not touch NetCDF files at
+# the same time (concurrent access segfaulted).  Model inference still overlaps with either.
+_NC_IO = threading.RLock()
+
 
 def assemble_output(spec: store.OutputSpec) -> list[tuple[str, Path, list[dict[str, Any]]]]:
     """Assemble one period's files (runs in this process or on a worker)."""
     from downscale.api import cached_emulator
 
-    written = store.assemble(spec, cached_emulator(spec.bundle, spec.bundle_id))
+    emu = cached_emulator(spec.bundle, spec.bundle_id)
+    with _NC_IO:
+        written = store.assemble(spec, emu)
     release_memory()
     return written
 
