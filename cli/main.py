@@ -49,6 +49,11 @@ def train(
     from downscale.train.run import train as train_fn
 
     result = _run(lambda: train_fn(load_recipe(recipe, overrides), output, progress=progress, console=console))
+    _print_result(result)
+
+
+def _print_result(result: Any) -> None:
+    """The test-period skill table and the bundle written (train and transfer)."""
     if result.scores:
         methods = list(dict.fromkeys(r["method"] for r in result.scores))
         table = Table(title=f"test period skill ({result.test_days} days)")
@@ -131,11 +136,21 @@ def transfer(
     bundle: Annotated[Path, typer.Argument(help="Pretrained emulator bundle.")],
     recipe: Annotated[Path, typer.Argument(help="Transfer recipe YAML file.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the new bundle.")],
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe key, e.g. --set data.shots.days=10 (repeatable).")
+    ] = None,
 ) -> None:
-    """Fine-tune or few-shot transfer a bundle to a new GCM/RCM pair or domain (not available yet)."""
-    from downscale.errors import NotAvailableError
+    """Fine-tune a pretrained bundle on a new GCM/RCM pair or domain (k-shot: data.shots; zero-shot: days 0)."""
+    from downscale.bundle import load_bundle
+    from downscale.transfer.run import load_transfer_recipe, transfer as transfer_fn
 
-    _run(_not_yet("transfer", NotAvailableError))
+    def run() -> Any:
+        parent = load_bundle(bundle)
+        return transfer_fn(parent, load_transfer_recipe(recipe, parent, overrides), output, progress=progress, console=console)
+
+    result = _run(run)
+    _print_result(result)
 
 
 @app.command()

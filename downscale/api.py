@@ -101,7 +101,12 @@ class Emulator:
         lines += [f"{k + ':':11} {v}" for k, v in periods.items()]
         lineage = m.get("lineage")
         if lineage:
-            lines.append(f"lineage:    {lineage}")
+            from downscale.transfer.lineage import describe_lineage
+
+            lines += describe_lineage(lineage)
+        shots = m.get("provenance", {}).get("shots")
+        if shots and not lineage:
+            lines.append(f"k-shot:     {shots.get('size')} (seed {shots.get('seed')}), train {', '.join(shots.get('train_days', [])[:4])}, ...")
         return "\n".join(lines)
 
     # -- inputs -----------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from downscale.errors import RecipeError, closest
 
@@ -23,7 +23,10 @@ __all__ = [
     "ModelSection",
     "PeriodSpec",
     "Recipe",
+    "ShotsSpec",
+    "SourceSpec",
     "TrainSection",
+    "TransferSection",
     "load_recipe",
 ]
 
@@ -64,6 +67,25 @@ class Periods(_Section):
     test: PeriodSpec | None = None
 
 
+class ShotsSpec(_Section):
+    """Few-shot training: ``days`` (or whole ``winters``) drawn reproducibly (``seed``) from
+    ``periods.train``, stratified by ``season`` (by month when the data hold one season only),
+    ``month`` or ``none``.  ``validation`` is the fraction of the k-shot set held out for early
+    stopping; the test period is never touched.  ``days: 0`` is zero-shot (no training)."""
+
+    days: int | None = Field(None, ge=0)
+    winters: int | None = Field(None, ge=1)
+    seed: int = 0
+    stratify: Literal["season", "month", "none"] = "season"
+    validation: float = Field(0.2, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> ShotsSpec:
+        if (self.days is None) == (self.winters is None):
+            raise ValueError("give exactly one of shots.days and shots.winters")
+        return self
+
+
 class DataSection(_Section):
     """Where the data comes from and how it is paired.
 
@@ -85,6 +107,7 @@ class DataSection(_Section):
     forcings: list[str] = Field(default_factory=lambda: ["season"])
     scenario: str = "historical"
     periods: Periods
+    shots: ShotsSpec | None = None  # few-shot: train on k days / k winters drawn from periods.train
     cache: str | None = None
 
     @field_validator("targets", "predictors", "static", mode="before")
@@ -142,6 +165,40 @@ class TrainSection(_Section):
     grad_clip: float | None = Field(None, gt=0)
 
 
+class SourceSpec(_Section):
+    """Another pair or domain mixed into training: a recipe file (its ``data`` and ``framework``) and
+    its sampling weight.  Each source keeps its own normaliser; every batch comes from one source."""
+
+    recipe: str
+    weight: float = Field(1.0, gt=0)
+    set: list[str] = Field(default_factory=list)  # overrides of that recipe, e.g. ["data.shots.days=90"]
+
+
+class TransferSection(_Section):
+    """How ``downscale transfer`` reuses a pretrained bundle (see ``downscale.transfer``).
+
+    ``loading``: ``weights_only`` (every tensor of the bundle whose name the new model has; a shape
+    mismatch is an error), ``shape_filtered`` (tensors whose name and shape match; the others are
+    skipped and reported) or ``resume`` (the same model, variables and normaliser, trained further).
+    Modifiers: ``adapt_input`` maps the input channels by predictor/static name when they change
+    (new ones start at ``new_channel_init``, 0 = zero); ``reset_head`` (``auto``: keep the output rows of
+    the targets the bundle has, re-initialise the others; ``always``; ``never``); ``freeze``: module
+    names or globs; ``lr_scale``: {module name or glob: factor of train.lr}.  ``normaliser``: ``parent``
+    keeps the bundle's statistics for the variables it has, ``refit`` fits all on the new training days.
+    ``sources`` (with ``weight``, the sampling weight of this recipe's own data) mixes other pairs or
+    domains into training; it works with ``downscale train`` too (multi-source pretraining)."""
+
+    loading: Literal["weights_only", "shape_filtered", "resume"] = "shape_filtered"
+    adapt_input: bool = False
+    new_channel_init: float = Field(0.0, ge=0)
+    reset_head: Literal["auto", "always", "never"] = "auto"
+    freeze: list[str] = Field(default_factory=list)
+    lr_scale: dict[str, float] = Field(default_factory=dict)
+    normaliser: Literal["parent", "refit"] = "parent"
+    sources: list[SourceSpec] = Field(default_factory=list)
+    weight: float = Field(1.0, gt=0)
+
+
 class ApplySection(_Section):
     chunk_days: int = Field(365, ge=1)
     halo: float | None = Field(None, ge=0)  # degrees around the domain read from inputs; None: 2 coarse cells
@@ -155,7 +212,7 @@ class Recipe(_Section):
     loss: LossSection = LossSection()
     train: TrainSection = TrainSection()
     apply: ApplySection = ApplySection()
-    transfer: dict[str, Any] | None = None
+    transfer: TransferSection | None = None
     evaluate: dict[str, Any] | None = None
     # where the recipe was read from; file patterns are relative to its folder
     root: str = Field(".", exclude=True)

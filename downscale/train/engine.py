@@ -308,6 +308,7 @@ class Trainer:
         tracker: Any = None,
         progress: bool = True,
         console: Any = None,
+        param_groups: list[dict[str, Any]] | None = None,
     ) -> None:
         self.ctx = dist.setup(str(device))
         self.device = self.ctx.device
@@ -321,7 +322,9 @@ class Trainer:
         self.loss_fn = loss_fn
         self.epochs, self.patience, self.grad_clip = epochs, patience, grad_clip
         self.base_lr = lr
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
+        # param_groups: [{"params": [...], "lr_scale": 0.1}, ...] for per-module learning rates (transfer)
+        params = param_groups if param_groups is not None else self.model.parameters()
+        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         lr_factor(schedule, 0, 1)  # unknown names fail here, not after the first epoch
         self.schedule, self.warmup = schedule, warmup
         self.amp_dtype = _autocast_dtype(amp, self.device)
@@ -380,7 +383,7 @@ class Trainer:
     def _set_lr(self, global_step: int, total: int) -> float:
         lr = self.base_lr * lr_factor(self.schedule, global_step, total, self.warmup)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
     def _train_step(self, step: Step) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from downscale.errors import DataError
+from downscale.errors import DataError, RecipeError
 
 __all__ = ["TrainResult", "train"]
 
@@ -31,8 +31,11 @@ def _loader(dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: 
     from downscale.data.dataset import BlockShuffleSampler
     from downscale.train.engine import StepLoader
 
-    block = len(dataset) if dataset.arrays.in_memory else 256
-    sampler = BlockShuffleSampler(len(dataset), block=max(block, 1), seed=seed) if shuffle else None
+    if hasattr(dataset, "make_sampler"):  # several sources: every batch from one of them
+        sampler = dataset.make_sampler(batch_size, seed) if shuffle else None
+    else:
+        block = len(dataset) if dataset.arrays.in_memory else 256
+        sampler = BlockShuffleSampler(len(dataset), block=max(block, 1), seed=seed) if shuffle else None
     return StepLoader(
         dataset, batch_size, sampler=sampler, accumulate=accumulate, num_workers=num_workers,
         pin_memory=torch.cuda.is_available(), seed=seed,
@@ -64,8 +67,14 @@ def train(
     *,
     progress: bool = True,
     console: Any = None,
+    plan: Any = None,
 ) -> TrainResult:
-    """Train the emulator a recipe describes and write its bundle to ``out_dir``."""
+    """Train the emulator a recipe describes and write its bundle to ``out_dir``.
+
+    ``plan`` (a :class:`downscale.transfer.TransferPlan`, given by ``downscale transfer``) starts the
+    model from a pretrained bundle: it picks the normaliser, loads and modifies the model and
+    writes the lineage.  ``data.shots`` (few-shot days) and ``transfer.sources`` (several pairs or
+    domains in one run) work with and without a plan."""
     import time
 
     import torch
@@ -104,13 +113,36 @@ def train(
     test_idx = paired.indices(periods.test) if periods.test is not None else np.array([], int)
     if len(train_idx) == 0:
         raise DataError(f"no training days in {periods.train.describe()}", fix="check data.periods.train and the files")
+    pool, shots = train_idx, None
+    if recipe.data.shots is not None:  # few-shot: train and validation days drawn from the training period
+        from downscale.transfer.shots import select_shots
+
+        if periods.validation is not None:
+            raise RecipeError(
+                "data.periods.validation cannot be combined with data.shots",
+                fix="remove data.periods.validation: the validation days come out of the k-shot set (data.shots.validation)",
+            )
+        shots = select_shots(paired.time, pool, recipe.data.shots, season=periods.train.season)
+        train_idx, val_idx = shots.train, shots.validation
+        if len(train_idx) == 0 and plan is None:
+            raise RecipeError("data.shots selects no training day", fix="zero-shot (days: 0) needs 'downscale transfer'")
+    if plan is not None:
+        plan.check_variables(paired)
+    fit_idx = train_idx if len(train_idx) else pool  # zero-shot: statistics of the new predictors from the period
 
     normaliser = Normaliser.fit(
-        paired.x.isel(time=train_idx), paired.y.isel(time=train_idx), paired.static
+        paired.x.isel(time=fit_idx), paired.y.isel(time=fit_idx), paired.static
     )
+    if plan is not None:
+        normaliser = plan.normaliser(normaliser)
     cache = recipe.resolve(recipe.data.cache) if recipe.data.cache else None
     train_set = SampleDataset(materialise(paired, normaliser, train_idx, cache=cache, name="train"))
     val_set = SampleDataset(materialise(paired, normaliser, val_idx, cache=cache, name="validation")) if len(val_idx) else None
+    primary_set, sources = train_set, None
+    if recipe.transfer is not None and recipe.transfer.sources and len(train_set):
+        from downscale.transfer.sources import mix_sources
+
+        train_set, sources = mix_sources(recipe, paired, train_set, seed=cfg.seed)
 
     loss = create_criterion(
         recipe.loss.type,
@@ -132,7 +164,11 @@ def train(
     from downscale.train.tracking import Tracker, write_history
 
     tracker = Tracker(cfg.mlflow, experiment=recipe.name, run_name=out_dir.name, params=recipe.to_dict(), enabled=dist.is_main())
-    store = CheckpointStore(checkpoint_folder(out_dir), fingerprint=recipe_fingerprint(recipe), every=cfg.checkpoint_every)
+    param_groups = None
+    if plan is not None:
+        param_groups = plan.prepare(model, paired, loss, model_type=recipe.model.type, model_kwargs=model_kwargs)
+    fingerprint = recipe_fingerprint(recipe) + (plan.fingerprint if plan is not None else "")
+    store = CheckpointStore(checkpoint_folder(out_dir), fingerprint=fingerprint, every=cfg.checkpoint_every)
     trainer = Trainer(
         model,
         loss,
@@ -149,26 +185,38 @@ def train(
         tracker=tracker,
         progress=progress,
         console=console,
+        param_groups=param_groups,
     )
     loader = dict(seed=cfg.seed, num_workers=cfg.num_workers, accumulate=cfg.accumulate)
-    fit = trainer.fit(
-        _loader(train_set, cfg.batch_size, shuffle=True, **loader),
-        _loader(val_set, cfg.batch_size, shuffle=False, **loader) if val_set else None,
-    )
+    if len(train_set):
+        fit = trainer.fit(
+            _loader(train_set, cfg.batch_size, shuffle=True, **loader),
+            _loader(val_set, cfg.batch_size, shuffle=False, **loader) if val_set else None,
+        )
+    else:  # zero-shot transfer: the pretrained (adapted) weights as they are
+        from downscale.train.engine import FitResult
+
+        fit = FitResult({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, 0, None)
     main = dist.is_main()
     dist.teardown()
     if not main:  # rank 0 writes the bundle
         return TrainResult(out_dir, "", {}, time.perf_counter() - t_start)
 
-    valid_mask = np.asarray(train_set.arrays.m[:].max(axis=0) > 0) if len(train_set) else None
+    if len(primary_set):
+        valid_mask = np.asarray(primary_set.arrays.m[:].max(axis=0) > 0)
+    else:  # zero-shot: where the new targets have values in the training period
+        valid_mask = np.asarray(np.isfinite(paired.y.isel(time=fit_idx).values).any(axis=0))
     provenance = {
         "files": paired.files,
         "periods": {
-            "train": periods.train.describe() + (f" minus {periods.validation.describe()}" if periods.validation else ""),
+            "train": periods.train.describe() + (f" minus {periods.validation.describe()}" if periods.validation else "")
+            + (f", {shots.record['size']} of it (k-shot, seed {shots.record['seed']})" if shots is not None else ""),
             **({"validation": periods.validation.describe()} if periods.validation else {}),
             **({"test": periods.test.describe()} if periods.test else {}),
         },
         "samples": {"train": int(len(train_idx)), "validation": int(len(val_idx))},
+        **({"shots": shots.record} if shots is not None else {}),
+        **({"sources": sources} if sources else {}),
         "conversions": paired.conversions,
         "steps": paired.steps,
         "calendar": paired.calendar,
@@ -198,6 +246,7 @@ def train(
         "loss": loss.describe(),
         "recipe": recipe.to_dict(),
         "provenance": provenance,
+        **({"lineage": {**plan.lineage, "shots": shots.record if shots is not None else None}} if plan is not None else {}),
         "training": {
             "best_epoch": fit.best_epoch,
             "best_val_loss": fit.best_val_loss,
@@ -216,7 +265,9 @@ def train(
     if len(test_idx):
         from downscale.evaluate.skill import skill_rows
 
-        train_all = paired.indices(periods.train)
+        # the baselines' bias correction sees the days the emulator saw (the k-shot set in few-shot runs)
+        seen = np.sort(np.concatenate([train_idx, val_idx])) if shots is not None else paired.indices(periods.train)
+        train_all = seen if len(seen) else pool
         scores = skill_rows(Emulator(bundle), paired, train_all, test_idx, seed=cfg.seed)
         meta["scores"] = {"test": {"period": periods.test.describe(), "days": int(len(test_idx)), "rows": scores}}
     bundle_id = save_bundle(out_dir, bundle)

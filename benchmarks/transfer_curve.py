@@ -1,0 +1,232 @@
+"""The transfer acceptance experiment: fine-tuned vs from-scratch vs zero-shot, against the number of days k.
+
+    OMP_NUM_THREADS=1 python benchmarks/transfer_curve.py --var tas                     # RACMO -> E-OBS, tas
+    OMP_NUM_THREADS=1 python benchmarks/transfer_curve.py --var pr
+    OMP_NUM_THREADS=1 python benchmarks/transfer_curve.py --var tas --direction eobs2racmo
+
+1. **Pretrain** one emulator on the source pair with all its training days (``racmo2eobs``: the RACMO22E
+   perfect-model recipe, ``recipes/perfect-model-iberia.yaml``, on the one variable; ``eobs2racmo``: NCEP ->
+   E-OBS, ``recipes/scratch-eobs-k30.yaml`` without its k-shot subset).
+2. On the target pair, for k in ``--ks`` days (``all``: every training day, DJF 1996-1997 for validation)
+   and each k-shot seed: **transfer** (``downscale.transfer.transfer``: shape-filtered loading, input channels
+   adapted by name, the bundle's normaliser) and **scratch** (``downscale.train.train``) on the *same* k days
+   with the same model, schedule and budget -- only the initial weights differ.  **Zero-shot** is the
+   pretrained bundle on the new pair with no training (``data.shots.days: 0``).
+3. Every bundle is scored by the one skill table on the test period, DJF 1998-2002: RMSE and mean |P99 bias|.
+
+The target recipe is ``recipes/scratch-eobs-k30.yaml`` (or the perfect-model recipe) with only the variable,
+the model width, ``data.shots`` and the epochs overridden, so the runs are those of the CLI.  Bundles and a
+JSON of all rows go to ``--out`` (re-running skips finished runs); the table (Markdown) and the figure go to
+``--doc-dir``.  Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+DATA = "../examples/data/iberia"
+FILES = {
+    "racmo": {
+        "tas": f"{DATA}/cordex/tas_EUR-44_ICHEC-EC-EARTH_historical_*.nc",
+        "pr": f"{DATA}/cordex/pr_EUR-44_ICHEC-EC-EARTH_historical_*.nc",
+    },
+    "eobs": {
+        "tas": f"{DATA}/eobs/tas_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc",
+        "pr": f"{DATA}/eobs/pr_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc",
+    },
+}
+RECIPE = {"racmo": RECIPES / "perfect-model-iberia.yaml", "eobs": RECIPES / "scratch-eobs-k30.yaml"}
+VALIDATION = "{season: DJF, years: [1996, 1997]}"
+
+
+def _budget(k: int | None, batch: int, steps: int, max_epochs: int) -> tuple[int, int]:
+    """Epochs and patience for k days (None: all) at about ``steps`` optimiser steps."""
+    n = 1083 if k is None else k - round(0.2 * k)
+    per_epoch = max(1, math.ceil(n / batch))
+    epochs = int(min(max_epochs, max(6, math.ceil(steps / per_epoch))))
+    return epochs, max(3, epochs // 5)
+
+
+def _overrides(pair: str, var: str, args: argparse.Namespace, k: int | None, seed: int) -> list[str]:
+    epochs, patience = _budget(k, args.batch_size, args.steps, args.max_epochs)
+    out = [
+        f"data.targets={{{var}: {FILES[pair][var]}}}",
+        "model.type=simple_cnn",
+        f"model.width={args.width}",
+        f"train.epochs={epochs}",
+        f"train.patience={patience}",
+        f"train.batch_size={args.batch_size}",
+        f"train.lr={args.lr}",
+        f"name={pair}-{var}-k{k if k is not None else 'all'}-s{seed}",
+    ]
+    if pair == "racmo":
+        out.append("data.periods.validation=null")
+    if k is None:
+        out += ["data.shots=null", f"data.periods.validation={VALIDATION}"]
+    else:
+        out.append(f"data.shots={{days: {k}, seed: {seed}, stratify: season, validation: 0.2}}")
+    return out
+
+
+def _rows(bundle: Path) -> list[dict[str, Any]]:
+    meta = json.loads((bundle / "bundle.json").read_text())
+    return meta.get("scores", {}).get("test", {}).get("rows", [])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--var", default="tas", choices=["tas", "pr"])
+    ap.add_argument("--direction", default="racmo2eobs", choices=["racmo2eobs", "eobs2racmo"])
+    ap.add_argument("--ks", default="10,30,90,all")
+    ap.add_argument("--seeds", type=int, default=3, help="k-shot draws for k <= 30 (one for larger k)")
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--steps", type=int, default=600, help="optimiser steps per run (epochs derived from k)")
+    ap.add_argument("--max-epochs", type=int, default=150)
+    ap.add_argument("--pretrain-epochs", type=int, default=12)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "transfer-curve")
+    ap.add_argument("--doc-dir", type=Path, default=ROOT / "docs")
+    args = ap.parse_args()
+
+    from downscale.recipe import load_recipe
+    from downscale.train.run import train
+    from downscale.transfer.run import transfer
+
+    source, target = args.direction.split("2")
+    tag = f"{args.direction}-{args.var}"
+    out = args.out / tag
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
+
+    def done(name: str, rows: list[dict[str, Any]], seconds: float, extra: dict[str, Any]) -> None:
+        results[name] = {"rows": rows, "seconds": seconds, **extra}
+        results_path.write_text(json.dumps(results, indent=1))
+
+    # 1. pretrain
+    parent = out / "pretrained"
+    if not (parent / "MANIFEST.json").exists():
+        ov = _overrides(source, args.var, args, None, 0)
+        ov = [o for o in ov if not o.startswith(("train.epochs", "train.patience", "name="))]
+        ov += [f"train.epochs={args.pretrain_epochs}", "train.patience=4", f"name=pretrained-{source}-{args.var}"]
+        t0 = time.perf_counter()
+        train(load_recipe(RECIPE[source], ov), parent, progress=False)
+        done("pretrained", _rows(parent), time.perf_counter() - t0, {"method": "pretrained", "k": None})
+        print(f"pretrained on {source} in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    transfer_set = [
+        "transfer.loading=shape_filtered", "transfer.adapt_input=true", "transfer.reset_head=auto",
+        "transfer.normaliser=parent",
+    ]
+    # 2. zero-shot
+    if "zero-shot" not in results:
+        ov = _overrides(target, args.var, args, 0, 0) + transfer_set
+        t0 = time.perf_counter()
+        transfer(parent, load_recipe(RECIPE[target], ov), out / "zero-shot", progress=False)
+        done("zero-shot", _rows(out / "zero-shot"), time.perf_counter() - t0, {"method": "zero-shot", "k": 0})
+    # 3. the curve
+    for ktext in args.ks.split(","):
+        k = None if ktext == "all" else int(ktext)
+        seeds = range(args.seeds) if k is not None and k <= 30 else range(1)
+        for seed in seeds:
+            for method in ("transfer", "scratch"):
+                name = f"{method}-k{ktext}-s{seed}"
+                if name in results:
+                    continue
+                ov = _overrides(target, args.var, args, k, seed)
+                t0 = time.perf_counter()
+                if method == "transfer":
+                    transfer(parent, load_recipe(RECIPE[target], ov + transfer_set), out / name, progress=False)
+                else:
+                    train(load_recipe(RECIPE[target], ov), out / name, progress=False)
+                done(name, _rows(out / name), time.perf_counter() - t0, {"method": method, "k": ktext, "seed": seed})
+                r = {x["metric"]: x["value"] for x in results[name]["rows"] if x["method"] == "emulator"}
+                print(f"{name}: rmse {r.get('rmse', float('nan')):.3f}  p99 {r.get('p99_abs_bias', float('nan')):.3f}"
+                      f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    report(results, tag, args)
+
+
+def _value(entry: dict[str, Any], metric: str, method: str = "emulator") -> float:
+    return next((r["value"] for r in entry["rows"] if r["metric"] == metric and r["method"] == method), float("nan"))
+
+
+def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
+    import numpy as np
+
+    ks = args.ks.split(",")
+    table: dict[tuple[str, str], dict[str, tuple[float, float, int]]] = {}
+    for method in ("transfer", "scratch"):
+        for k in ks:
+            entries = [e for n, e in results.items() if e.get("method") == method and str(e.get("k")) == k]
+            for metric in ("rmse", "p99_abs_bias"):
+                vals = np.array([_value(e, metric) for e in entries])
+                if len(vals):
+                    table.setdefault((method, metric), {})[k] = (float(vals.mean()), float(vals.std()), len(vals))
+    zero = results.get("zero-shot")
+    any_entry = next(iter(results.values()))
+    units = {r["metric"]: r["units"] for r in any_entry["rows"]}
+    lines = [
+        "| k (days) | transfer RMSE | scratch RMSE | transfer P99 bias | scratch P99 bias | runs |",
+        "|---|---|---|---|---|---|",
+    ]
+    if zero:
+        lines.append(f"| 0 (zero-shot) | {_value(zero, 'rmse'):.3f} | – | {_value(zero, 'p99_abs_bias'):.3f} | – | 1 |")
+    for k in ks:
+        cells = []
+        for metric in ("rmse", "p99_abs_bias"):
+            for method in ("transfer", "scratch"):
+                m, s, n = table.get((method, metric), {}).get(k, (float("nan"), 0.0, 0))
+                cells.append(f"{m:.3f}" + (f" ± {s:.3f}" if n > 1 else ""))
+        n = table.get(("transfer", "rmse"), {}).get(k, (0, 0, 0))[2]
+        lines.append(f"| {k} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {n} |")
+    base = next((e for e in results.values() if e.get("method") == "scratch"), None)
+    if base:
+        lines.append("")
+        lines.append(
+            f"Units: RMSE and P99 bias in {units.get('rmse')}. Bilinear interpolation of the predictor: RMSE "
+            f"{_value(base, 'rmse', 'bilinear'):.3f}, P99 bias {_value(base, 'p99_abs_bias', 'bilinear'):.3f}. "
+            "Mean ± standard deviation over the k-shot draws."
+        )
+    text = "\n".join(lines)
+    args.doc_dir.joinpath("img").mkdir(parents=True, exist_ok=True)
+    (args.out / tag / "table.md").write_text(text + "\n")
+    print(text)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [1083 if k == "all" else int(k) for k in ks]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, metric in zip(axes, ("rmse", "p99_abs_bias"), strict=True):
+        for method, colour in (("transfer", "tab:blue"), ("scratch", "tab:orange")):
+            vals = table.get((method, metric), {})
+            m = [vals.get(k, (np.nan, 0, 0))[0] for k in ks]
+            s = [vals.get(k, (np.nan, 0, 0))[1] for k in ks]
+            ax.errorbar(xs, m, yerr=s, marker="o", capsize=3, color=colour, label=method)
+        if zero:
+            ax.axhline(_value(zero, metric), color="tab:green", ls="--", label="zero-shot")
+        if base:
+            ax.axhline(_value(base, metric, "bilinear"), color="grey", ls=":", label="bilinear")
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [k if k != "all" else f"all\n({xs[-1]})" for k in ks])
+        ax.set_xlabel("training days k")
+        ax.set_ylabel(f"{'RMSE' if metric == 'rmse' else 'mean |P99 bias|'} ({units.get(metric)})")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{tag}: test DJF 1998-2002", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(args.doc_dir / "img" / f"transfer-curve-{tag}.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()

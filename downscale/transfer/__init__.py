@@ -1,0 +1,40 @@
+"""Transfer: reuse a pretrained emulator on a new GCM/RCM pair or domain.
+
+Three plain stages, each recorded in the new bundle's lineage:
+
+1. **source**: a bundle folder;
+2. **loading** (:mod:`.loading`): ``weights_only``, ``shape_filtered`` or ``resume``;
+3. **modifiers**: ``adapt_input`` and ``reset_head`` (:mod:`.adapt`, channels mapped by
+   variable name), ``freeze`` and ``lr_scale`` (:mod:`.modifiers`);
+
+then the one training loop (:func:`downscale.train.run.train`), on k-shot days
+(:mod:`.shots`) and/or several sources at once (:mod:`.sources`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from downscale.transfer.lineage import describe_lineage
+    from downscale.transfer.plan import TransferPlan
+    from downscale.transfer.run import transfer
+    from downscale.transfer.shots import select_shots
+
+__all__ = ["TransferPlan", "describe_lineage", "select_shots", "transfer"]
+
+_LAZY = {
+    "TransferPlan": "downscale.transfer.plan",
+    "describe_lineage": "downscale.transfer.lineage",
+    "select_shots": "downscale.transfer.shots",
+    "transfer": "downscale.transfer.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'downscale.transfer' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
