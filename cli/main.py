@@ -155,13 +155,24 @@ def transfer(
 
 @app.command()
 def evaluate(
-    config: Annotated[Path, typer.Argument(help="Evaluation YAML file.")],
+    config: Annotated[Path, typer.Argument(help="Evaluation YAML file (emulators, test cases, metrics).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the report.")],
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key, e.g. --set figures=false (repeatable).")
+    ] = None,
 ) -> None:
-    """Evaluate emulators against baselines across pairs, domains and periods (not available yet)."""
-    from downscale.errors import NotAvailableError
+    """Evaluate emulators beside the baselines over a matrix of test cases; write report.html/.md, metrics.csv/.json
+    and figures/ to the output folder."""
+    from downscale.evaluate.runner import evaluate as evaluate_fn
 
-    _run(_not_yet("evaluate", NotAvailableError))
+    command = f"downscale evaluate {config} -o {output}" + "".join(f" --set {o}" for o in overrides or [])
+    result = _run(lambda: evaluate_fn(config, output, progress=progress, console=console, overrides=overrides,
+                                      command=command))
+    for note in result.notes:
+        console.print(f"[bold yellow]note:[/] {note}", markup=True, highlight=False, soft_wrap=True)
+    out.print(f"{len(result.rows)} scores, {len(result.figures)} figures; report written to "
+              f"{result.out_dir / 'report.html'} in {result.seconds:.0f} s", highlight=False, soft_wrap=True)
 
 
 def _not_yet(verb: str, error: type) -> Callable[[], None]:

@@ -1,15 +1,23 @@
-"""Evaluation: skill metrics (:mod:`downscale.evaluate.metrics`) and baselines (:mod:`downscale.evaluate.baselines`).
+"""Evaluation: skill metrics (:mod:`downscale.evaluate.metrics`), climate indices (:mod:`~.indices`), further
+diagnostics (:mod:`~.diagnostics`), the metric registry (:mod:`~.metric_registry`), baselines
+(:mod:`~.baselines`) and the evaluator behind ``downscale evaluate`` (:func:`evaluate`, :mod:`~.runner`).
 
 ::
 
     from downscale.evaluate import metrics, create_baseline
     bc = create_baseline("bilinear_bc", paired.coarse_grid, paired.fine_grid, kind="additive").fit(xc, yt)
     metrics.rmse(bc.predict(xc_test), y_test)
+
+    from downscale.evaluate import evaluate
+    evaluate("recipes/evaluate-iberia.yaml", "docs/evaluation")     # report.html, report.md, metrics.csv/json
 """
 
 from __future__ import annotations
 
-from downscale.evaluate import metrics
+from pathlib import Path
+from typing import Any
+
+from downscale.evaluate import diagnostics, indices, metrics
 from downscale.evaluate.baselines import (
     BASELINES,
     BiasCorrectedBilinear,
@@ -32,9 +40,12 @@ from downscale.evaluate.metrics import (
     wet_day_frequency,
     wet_day_frequency_abs_bias,
 )
+from downscale.evaluate.metric_registry import METRICS, Metric, create_metric, register_metric
 
 __all__ = [
     "BASELINES",
+    "METRICS",
+    "Metric",
     "BiasCorrectedBilinear",
     "Bilinear",
     "bias",
@@ -43,14 +54,26 @@ __all__ = [
     "climate_change_signal_error",
     "correction_kind",
     "create_baseline",
+    "create_metric",
+    "diagnostics",
+    "evaluate",
+    "indices",
     "metrics",
     "p99_abs_bias",
     "quantile_bias",
     "radial_psd",
     "ralsd",
+    "register_metric",
     "rmse",
     "spatial_correlation",
     "temporal_correlation",
     "wet_day_frequency",
     "wet_day_frequency_abs_bias",
 ]
+
+
+def evaluate(config: Any, out_dir: str | Path, **kwargs: Any) -> Any:
+    """Run an evaluation config (a YAML path or an EvaluateConfig); see :func:`downscale.evaluate.runner.evaluate`."""
+    from downscale.evaluate.runner import evaluate as run
+
+    return run(config, out_dir, **kwargs)

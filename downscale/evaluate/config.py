@@ -1,0 +1,239 @@
+"""The evaluation config (``downscale evaluate CONFIG.yaml``): pydantic models with ``extra="forbid"``.
+
+One YAML file lists the emulators (bundles) and the test cases; the evaluator runs every (emulator, test)
+pair the test allows.  File patterns are relative to the config's own folder::
+
+    name: evaluate-iberia
+    emulators:
+      - {name: perfect-model, bundle: ../runs/perfect-model-iberia, recipe: perfect-model-iberia.yaml}
+    tests:
+      - name: historical-cv
+        title: Historical CV, DJF 1998-2002
+        kind: perfect                     # day-matched predictors: every metric
+        emulators: [perfect-model]
+        target: {tas: ../examples/data/iberia/cordex/tas_*historical*.nc, pr: ...}
+        period: {season: DJF, years: [1998, 2002]}
+      - name: cnrm-cm5-rcp85
+        kind: imperfect                   # a free-running GCM: distributions and climate-change signal only
+        predictors: {tas: ..., pr: ...}
+        target: {tas: ..., pr: ...}
+        scenario: rcp85
+        period: {season: DJF, years: [2081, 2100]}
+        reference: {predictors: {...}, target: {...}, period: {season: DJF, years: [1983, 2002]}}
+    metrics: [rmse, {type: index_bias, index: rx1day}, ...]
+
+``predictors`` left out means the perfect-model predictors: the target upscaled onto the emulator's coarse grid
+the way the emulator's recipe says (``data.upscale``).  ``reference`` adds climate-change-signal metrics (the
+test period minus the reference period, for the emulator, the baselines and the truth alike).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from downscale.errors import RecipeError, closest
+from downscale.recipe import PeriodSpec
+
+__all__ = ["DEFAULT_METRICS", "EmulatorSpec", "EvaluateConfig", "ReferenceSpec", "TestCase", "load_evaluate_config"]
+
+#: the metrics run when the config lists none
+DEFAULT_METRICS: list[Any] = [
+    "rmse",
+    "temporal_correlation",
+    "ralsd",
+    {"type": "index_bias", "index": "mean"},
+    {"type": "index_bias", "index": "quantile", "q": 0.99},
+    {"type": "index_bias", "index": "quantile", "q": 0.01, "variables": ["tas"]},
+    {"type": "index_bias", "index": "interannual_variability"},
+    {"type": "index_bias", "index": "lag1_autocorrelation"},
+    {"type": "index_bias", "index": "txx"},
+    {"type": "index_bias", "index": "txn"},
+    {"type": "index_bias", "index": "rx1day"},
+    {"type": "index_bias", "index": "sdii"},
+    {"type": "index_bias", "index": "cdd"},
+    {"type": "index_bias", "index": "cwd"},
+    {"type": "index_bias", "index": "wet_day_frequency"},
+    {"type": "index_ratio", "index": "rx1day"},
+    "spatial_correlation",
+    "wasserstein",
+    {"type": "wasserstein", "per_cell": True},
+    "psd_distance",
+    "pr_tas_correlation_bias",
+    {"type": "cc_signal_error", "index": "mean"},
+    {"type": "cc_signal_error", "index": "quantile", "q": 0.99},
+    "crps",
+    "rank_histogram_deviation",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Files = list[str]
+
+
+def _files_as_lists(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+    return value
+
+
+class EmulatorSpec(_Section):
+    """An emulator bundle.  ``recipe``: the recipe it was trained from, whose training period fits the
+    bias-corrected baseline (default: the copy stored in the bundle, its paths read relative to the config)."""
+
+    name: str
+    bundle: str
+    recipe: str | None = None
+
+
+class ReferenceSpec(_Section):
+    """The historical reference of a climate-change signal: its target, predictors, period and scenario."""
+
+    target: dict[str, Files]
+    predictors: dict[str, Files] | None = None
+    period: PeriodSpec
+    scenario: str = "historical"
+
+    _lists = field_validator("target", "predictors", mode="before")(_files_as_lists)
+
+
+class TestCase(_Section):
+    """One test: predictors (files per variable, or None for the upscaled target), target files, period,
+    ``perfect`` (day-matched: every metric) or ``imperfect`` (not day-matched: distributions and the
+    climate-change signal only), domain label, the scenario of the forcings, and an optional reference."""
+
+    name: str
+    title: str | None = None
+    kind: Literal["perfect", "imperfect"] = "perfect"
+    emulators: list[str] | None = None
+    domain: str | None = None
+    target: dict[str, Files]
+    predictors: dict[str, Files] | None = None
+    period: PeriodSpec
+    scenario: str = "historical"
+    reference: ReferenceSpec | None = None
+    note: str | None = None
+
+    _lists = field_validator("target", "predictors", mode="before")(_files_as_lists)
+
+    @model_validator(mode="after")
+    def _imperfect_needs_predictors(self) -> TestCase:
+        if self.kind == "imperfect" and not self.predictors:
+            raise ValueError("an imperfect test needs predictors (e.g. the GCM's files)")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name
+
+
+class EvaluateConfig(_Section):
+    """The whole evaluation: emulators, tests, baselines, metrics and options.
+
+    ``members``: ensemble size drawn from stochastic emulators (ensemble metrics, and the ensemble-mean
+    estimate); ``season``: the season indices are computed on (None: every day of the period);
+    ``mlflow``: a tracking URI to log every metric and figure to (the ``mlflow`` extra)."""
+
+    name: str = "evaluation"
+    description: str | None = None
+    emulators: list[EmulatorSpec] = Field(min_length=1)
+    tests: list[TestCase] = Field(min_length=1)
+    baselines: list[str] = Field(default_factory=lambda: ["bilinear", "bilinear_bc", "quantile_mapping"])
+    metrics: list[str | dict[str, Any]] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    members: int = Field(8, ge=1)
+    seed: int = 0
+    figures: bool = True
+    mlflow: str | None = None
+    root: str = Field(".", exclude=True)
+
+    @model_validator(mode="after")
+    def _names(self) -> EvaluateConfig:
+        emulators = [e.name for e in self.emulators]
+        for kind, names in (("emulator", emulators), ("test", [t.name for t in self.tests])):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"{kind} name '{dup[0]}' is used twice")
+        for test in self.tests:
+            for name in test.emulators or []:
+                if name not in emulators:
+                    near = closest(name, emulators)
+                    raise ValueError(f"test '{test.name}' names an unknown emulator '{name}' (valid: "
+                                     f"{', '.join(emulators)}{'; did you mean ' + repr(near) + '?' if near else ''})")
+        return self
+
+    def resolve(self, pattern: str) -> str:
+        import os
+
+        path = Path(pattern).expanduser()
+        return str(path) if path.is_absolute() else os.path.normpath(Path(self.root) / path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"root"})
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "": EvaluateConfig, "emulators": EmulatorSpec, "tests": TestCase, "reference": ReferenceSpec, "period": PeriodSpec,
+}
+
+
+def _section_of(loc: tuple[Any, ...]) -> type[BaseModel]:
+    names = [p for p in loc[:-1] if isinstance(p, str)]
+    return _SECTIONS.get(names[-1], EvaluateConfig) if names else EvaluateConfig
+
+
+def _explain(err: ValidationError, file: str) -> RecipeError:
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        valid = [v for v in sorted(_section_of(loc).model_fields) if v != "root"]
+        near = closest(str(loc[-1]), valid)
+        return RecipeError(f"unknown key '{where}'", file=file, expected=f"one of {', '.join(valid)}",
+                           fix=f"did you mean '{near}'?" if near else "remove it")
+    if first["type"] == "missing":
+        return RecipeError(f"missing key '{where}'", file=file, fix=f"add '{loc[-1]}'")
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return RecipeError(f"invalid value for '{where}': {msg}", file=file, found=repr(first.get("input"))[:80])
+
+
+def load_evaluate_config(path: str | Path, overrides: list[str] | None = None) -> EvaluateConfig:
+    """Read and validate an evaluation config; ``overrides`` are ``KEY=VALUE`` with dotted keys.
+
+    Every metric entry is checked here too, so a typo fails before any data is read."""
+    from downscale.evaluate.metric_registry import create_metric
+    from downscale.recipe import apply_overrides
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError("evaluation config not found", file=path, fix="check the path")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise RecipeError(f"not valid YAML{f' at line {mark.line + 1}' if mark else ''}", file=path,
+                          fix="fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise RecipeError("an evaluation config must be a YAML mapping", file=path, found=type(raw).__name__)
+    raw = apply_overrides(raw, list(overrides or []), str(path))
+    if "root" in raw:
+        raise RecipeError("unknown key 'root'", file=path, fix="remove it")
+    try:
+        config = EvaluateConfig.model_validate({**raw, "root": str(path.resolve().parent)})
+    except ValidationError as err:
+        raise _explain(err, str(path)) from None
+    for entry in config.metrics:
+        create_metric(entry, where=str(path))
+    from downscale.evaluate.baselines import BASELINES
+
+    for name in config.baselines:
+        if name not in BASELINES:
+            from downscale.errors import UnknownNameError
+
+            raise UnknownNameError("baseline", name, BASELINES.names(), file=str(path))
+    return config

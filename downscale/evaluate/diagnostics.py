@@ -1,0 +1,235 @@
+"""Diagnostics beyond :mod:`downscale.evaluate.metrics`: index biases and ratios, distances between
+distributions, spectra of time-mean fields, the pr–tas coupling, climate-change signals of any index, and
+ensemble scores (CRPS, rank histograms).
+
+The conventions are those of :mod:`downscale.evaluate.metrics`: DataArrays ``(time, y, x)`` (plain numpy
+``(time, y, x)`` arrays too where noted), NaN = invalid, an optional boolean ``mask`` (``(y, x)``, True = valid),
+plain spatial means over the valid cells.  Functions named ``*_bias`` reduce a map of biases to the spatial
+mean of ``|bias|``.
+
+The *distributional* diagnostics here never pair days: ``pred`` and ``truth`` may cover different days and
+different numbers of days (a free-running GCM against an RCM run), which is what the imperfect tests need.
+A cell counts where the truth has at least one valid value (and ``mask`` allows it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from downscale.evaluate import metrics as M
+from downscale.evaluate.indices import compute_index
+
+__all__ = [
+    "cc_signal_error",
+    "cc_signal_map",
+    "crps_ensemble",
+    "index_bias",
+    "index_bias_map",
+    "index_ratio",
+    "psd_distance",
+    "pr_tas_correlation_bias",
+    "rank_histogram",
+    "rank_histogram_deviation",
+    "spatial_correlation_of_index",
+    "wasserstein",
+]
+
+
+def _nanmean(a: np.ndarray) -> float:
+    a = np.asarray(a, np.float64)
+    finite = np.isfinite(a)
+    return float(np.mean(a[finite])) if finite.any() else float("nan")
+
+
+def _valid_cells(truth: xr.DataArray, mask: Any = None) -> np.ndarray:
+    """``(y, x)``: cells where the truth has a valid value on some day and ``mask`` is True."""
+    t = truth.transpose("time", ...) if "time" in truth.dims else truth
+    valid = np.isfinite(np.asarray(t.values, np.float64))
+    valid = valid.any(axis=0) if valid.ndim == 3 else valid
+    if mask is not None:
+        valid &= np.asarray(mask.values if isinstance(mask, xr.DataArray) else mask, dtype=bool)
+    return valid
+
+
+def _masked(field: xr.DataArray, valid: np.ndarray) -> np.ndarray:
+    return np.where(valid, np.asarray(field.values, np.float64), np.nan)
+
+
+# --------------------------------------------------------------------------- indices
+def index_bias_map(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None,
+                   **params: Any) -> xr.DataArray:
+    """``(y, x)``: climatology of index ``index`` of pred minus that of truth (NaN outside the valid cells)."""
+    ip, it = compute_index(pred, index, **params), compute_index(truth, index, **params)
+    valid = _valid_cells(truth, mask)
+    values = _masked(ip, valid) - _masked(it, valid)
+    return it.copy(data=values).rename(f"{index}_bias")
+
+
+def index_bias(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None,
+               **params: Any) -> float:
+    """Spatial mean of ``|I(pred) - I(truth)|``, ``I`` the climatology of index ``index`` (any registered index,
+    with its options: ``index="quantile", q=0.99``; ``index="su", thresh="25 degC"``).  In the index's units."""
+    return _nanmean(np.abs(index_bias_map(pred, truth, index, mask, **params).values))
+
+
+def index_ratio(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None,
+                **params: Any) -> float:
+    """Spatial mean of ``I(pred) / I(truth)`` over the valid cells where ``I(truth) != 0`` (1 is perfect).
+
+    Meant for ratio-scale indices (precipitation amounts, counts, variabilities)."""
+    ip, it = compute_index(pred, index, **params), compute_index(truth, index, **params)
+    valid = _valid_cells(truth, mask)
+    p, t = _masked(ip, valid), _masked(it, valid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(np.isfinite(t) & (t != 0), p / np.where(t != 0, t, 1.0), np.nan)
+    return _nanmean(ratio)
+
+
+def spatial_correlation_of_index(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None,
+                                 **params: Any) -> float:
+    """Pearson correlation across the valid cells of the two climatologies of ``index`` (default: time mean).
+
+    Unlike :func:`downscale.evaluate.metrics.spatial_correlation` the two fields may cover different days."""
+    ip, it = compute_index(pred, index, **params), compute_index(truth, index, **params)
+    valid = _valid_cells(truth, mask)
+    p, t = _masked(ip, valid).ravel(), _masked(it, valid).ravel()
+    return float(M._corr(p, t, axis=0))
+
+
+# --------------------------------------------------------------------------- distributions
+def _w1(a: np.ndarray, b: np.ndarray) -> float:
+    """First Wasserstein distance between two 1-D samples (finite values only)."""
+    from scipy.stats import wasserstein_distance
+
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return float("nan")
+    return float(wasserstein_distance(a, b))
+
+
+def wasserstein(pred: xr.DataArray, truth: xr.DataArray, mask: Any = None, *, per_cell: bool = False) -> float:
+    """First Wasserstein (earth mover's) distance between the distributions of pred and truth, in their units.
+
+    ``per_cell=False`` pools every valid (cell, day) value of each field; ``per_cell=True`` takes the distance
+    in each valid cell (over its days) and returns the spatial mean.  Days need not match."""
+    valid = _valid_cells(truth, mask)
+    p = np.asarray(pred.transpose("time", ...).values, np.float64)
+    t = np.asarray(truth.transpose("time", ...).values, np.float64)
+    if p.shape[1:] != t.shape[1:]:
+        raise ValueError(f"pred and truth differ in grid shape: {p.shape[1:]} vs {t.shape[1:]}")
+    if not per_cell:
+        return _w1(p[:, valid], t[:, valid])
+    iy, ix = np.nonzero(valid)
+    return _nanmean(np.array([_w1(p[:, i, j], t[:, i, j]) for i, j in zip(iy, ix)]))
+
+
+def psd_distance(pred: xr.DataArray, truth: xr.DataArray, mask: Any = None) -> float:
+    """RALSD between the time-mean radially averaged spectra of pred and truth, in dB (days need not match).
+
+    ``sqrt(mean_k (10 log10 P_pred(k) - 10 log10 P_truth(k))^2)`` with ``P`` from
+    :func:`downscale.evaluate.metrics.radial_psd` on both fields restricted to the truth's valid cells."""
+    valid = _valid_cells(truth, mask)
+    sp = M.radial_psd(pred, mask=valid).values
+    st = M.radial_psd(truth, mask=valid).values
+    floor = M.SPECTRUM_EPS * max(float(np.nanmax(sp, initial=0.0)), float(np.nanmax(st, initial=0.0)), 1e-300)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = 10 * np.log10(sp + floor) - 10 * np.log10(st + floor)
+    return float(np.sqrt(_nanmean(d**2)))
+
+
+# --------------------------------------------------------------------------- multivariate
+def pr_tas_correlation_bias(pred: dict[str, xr.DataArray], truth: dict[str, xr.DataArray], mask: Any = None, *,
+                            pair: tuple[str, str] = ("pr", "tas")) -> float:
+    """Spatial mean of ``|r_pred - r_truth|``, ``r`` the per-cell correlation over time of the two variables
+    (``pair``, default pr and tas) within each dataset.  Unitless; days need not match between pred and truth."""
+    a, b = pair
+    r_pred = M.temporal_correlation(pred[a], pred[b], spatial_mean=False).values
+    r_truth = M.temporal_correlation(truth[a], truth[b], spatial_mean=False).values
+    valid = _valid_cells(truth[a], mask) & _valid_cells(truth[b])
+    return _nanmean(np.abs(np.where(valid, r_pred - r_truth, np.nan)))
+
+
+# --------------------------------------------------------------------------- climate-change signal
+def cc_signal_map(hist: xr.DataArray, fut: xr.DataArray, index: str = "mean", **params: Any) -> xr.DataArray:
+    """``(y, x)``: ``I(fut) - I(hist)`` for the climatology ``I`` of index ``index``."""
+    ih, ifut = compute_index(hist, index, **params), compute_index(fut, index, **params)
+    return ih.copy(data=np.asarray(ifut.values, np.float64) - np.asarray(ih.values, np.float64)).rename("cc_signal")
+
+
+def cc_signal_error(pred_hist: xr.DataArray, pred_fut: xr.DataArray, truth_hist: xr.DataArray,
+                    truth_fut: xr.DataArray, index: str = "mean", mask: Any = None, **params: Any) -> float:
+    """Spatial mean of ``|ΔI(pred) - ΔI(truth)|`` with ``ΔI = I(future) - I(historical)``, in the index's units.
+
+    With ``index="mean"`` this is :func:`downscale.evaluate.metrics.climate_change_signal_error`."""
+    dp = cc_signal_map(pred_hist, pred_fut, index, **params).values
+    dt = cc_signal_map(truth_hist, truth_fut, index, **params).values
+    valid = _valid_cells(truth_hist, mask) & _valid_cells(truth_fut)
+    return _nanmean(np.abs(np.where(valid, dp - dt, np.nan)))
+
+
+# --------------------------------------------------------------------------- ensembles
+def _ensemble(ens: Any, truth: Any, member_dim: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(member, time, y, x)`` and ``(time, y, x)`` float64 arrays, NaN where either is invalid."""
+    if isinstance(ens, xr.DataArray):
+        dims = [member_dim] + [d for d in (truth.dims if isinstance(truth, xr.DataArray) else ens.dims)
+                               if d != member_dim]
+        e = np.asarray(ens.transpose(*dims).values, np.float64)
+    else:
+        e = np.asarray(ens, np.float64)
+    t = np.asarray(truth.values if isinstance(truth, xr.DataArray) else truth, np.float64)
+    if e.shape[1:] != t.shape:
+        raise ValueError(f"ensemble {e.shape} (member first) and truth {t.shape} do not match")
+    valid = np.isfinite(t) & np.isfinite(e).all(axis=0)
+    return np.where(valid, e, np.nan), np.where(valid, t, np.nan)
+
+
+def crps_ensemble(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member", fair: bool = False) -> float:
+    """Mean CRPS of an ensemble over every valid (cell, day) value, in the units of the inputs.
+
+    ``CRPS = mean_i |X_i - y| - 1/(2 M^2) sum_ij |X_i - X_j|``; ``fair=True`` divides the second term by
+    ``M (M - 1)`` instead (Ferro 2014).  For one member it is the absolute error.  ``ens`` has a ``member_dim``
+    dimension (or is a numpy array with members first); ``mask``: ``(y, x)`` or ``(time, y, x)``, True = valid."""
+    e, t = _ensemble(ens, truth, member_dim)
+    if mask is not None:
+        keep = np.broadcast_to(np.asarray(mask.values if isinstance(mask, xr.DataArray) else mask, bool), t.shape)
+        t = np.where(keep, t, np.nan)
+    m = e.shape[0]
+    skill = np.mean(np.abs(e - t[None]), axis=0)
+    es = np.sort(e, axis=0)
+    # sum_ij |X_i - X_j| = 2 sum_i (2i - m + 1) X_(i)  (sorted, i from 0)
+    weights = (2 * np.arange(m) - m + 1).reshape(-1, *([1] * t.ndim))
+    spread = 2.0 * np.sum(weights * es, axis=0)
+    denom = m * (m - 1) if fair and m > 1 else m * m
+    return _nanmean(skill - spread / (2.0 * denom))
+
+
+def rank_histogram(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member", seed: int = 0) -> xr.DataArray:
+    """Frequency (summing to 1) of the rank of the truth among the members, ranks ``0..M``; ties broken at random.
+
+    Flat for a reliable ensemble; U-shaped when it is under-dispersive, dome-shaped when over-dispersive."""
+    e, t = _ensemble(ens, truth, member_dim)
+    if mask is not None:
+        keep = np.broadcast_to(np.asarray(mask.values if isinstance(mask, xr.DataArray) else mask, bool), t.shape)
+        t = np.where(keep, t, np.nan)
+    ok = np.isfinite(t)
+    ev, tv = e[:, ok], t[ok]
+    below = np.sum(ev < tv[None], axis=0)
+    ties = np.sum(ev == tv[None], axis=0)
+    rng = np.random.default_rng(seed)
+    ranks = below + np.floor(rng.random(tv.size) * (ties + 1)).astype(int)
+    m = e.shape[0]
+    counts = np.bincount(ranks, minlength=m + 1).astype(np.float64)
+    freq = counts / counts.sum() if counts.sum() else np.full(m + 1, np.nan)
+    return xr.DataArray(freq, dims="rank", coords={"rank": np.arange(m + 1)}, name="rank_histogram", attrs={"units": "1"})
+
+
+def rank_histogram_deviation(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member",
+                             seed: int = 0) -> float:
+    """Root-mean-square relative departure of the rank histogram from flat: ``sqrt(mean((f (M+1) - 1)^2))``.
+
+    0 for a perfectly flat histogram; unitless."""
+    f = rank_histogram(ens, truth, mask, member_dim=member_dim, seed=seed).values
+    return float(np.sqrt(np.mean((f * f.size - 1.0) ** 2)))

@@ -1,0 +1,275 @@
+"""``downscale evaluate``: every (emulator, test case) pair of a config, scored beside the baselines.
+
+:func:`evaluate` loads each emulator, fits its baselines on its training period, reads each test case (and
+its climate-change reference), predicts with every method, runs every configured metric the test allows and
+writes ``DIR/metrics.csv``, ``DIR/metrics.json``, ``DIR/report.md``, ``DIR/report.html`` and
+``DIR/figures/*.png``, each written atomically (a temporary file renamed into place).
+
+Which metrics a test allows:
+
+* **perfect** tests (predictors day-matched with the target: the upscaled RCM, or reanalysis against
+  observations) -- every metric;
+* **imperfect** tests (a free-running GCM: its days are not the RCM's days) -- only metrics that compare
+  distributions (``needs: distribution / multivariate``) and the climate-change signal (``signal``); day-by-day
+  scores would measure the weather mismatch, not the emulator, and the report says so.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from downscale.errors import DownscaleError
+
+__all__ = ["EvaluationResult", "evaluate", "rank_rows", "write_atomic"]
+
+IMPERFECT_NOTE = (
+    "Imperfect test: the predictors come from a free-running GCM, whose days are not the RCM's days, so "
+    "day-by-day scores (RMSE, temporal correlation, daily RALSD, CRPS) would measure the mismatch of the "
+    "weather, not the emulator. It is scored on distributions (index biases, Wasserstein distances, spectra of "
+    "time means, the pr-tas coupling) and on the climate-change signal only."
+)
+
+
+@dataclass
+class EvaluationResult:
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    figures: list[dict[str, Any]]
+    notes: list[str]
+    seconds: float
+    files: list[Path] = field(default_factory=list)
+
+
+def write_atomic(path: Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``rank`` (1 = best) among the methods of each (emulator, test, variable, metric); ties share a rank."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["emulator"], r["test"], r["variable"], r["metric"]), []).append(r)
+    for group in groups.values():
+        def badness(r: dict[str, Any]) -> float:
+            v = r["value"]
+            if v is None or not math.isfinite(v):
+                return math.inf
+            return {"lower": abs(v), "higher": -v, "one": abs(v - 1.0)}[r["better"]]
+
+        scores = sorted({round(badness(r), 12) for r in group})
+        for r in group:
+            b = round(badness(r), 12)
+            r["rank"] = scores.index(b) + 1 if math.isfinite(b) else None
+    return rows
+
+
+def _training_recipe(spec: Any, emulator: Any, config: Any) -> Any:
+    from downscale.recipe import load_recipe, recipe_from_dict
+
+    if spec.recipe:
+        return load_recipe(config.resolve(spec.recipe))
+    return recipe_from_dict(emulator.meta["recipe"], root=config.root)
+
+
+def _score(calls: list[Any], emulator_name: str, test: Any, pred: Any, ref: Any | None,
+           variable_units: dict[str, str]) -> list[dict[str, Any]]:
+    from downscale.evaluate.metric_registry import variable_kind
+
+    rows: list[dict[str, Any]] = []
+    base = {"emulator": emulator_name, "test": test.name, "title": test.label, "kind": test.kind,
+            "domain": test.domain or "", "period": test.period.describe()}
+
+    def add(variable: str, method: str, call: Any, value: float, units: str) -> None:
+        rows.append({**base, "variable": variable, "method": method, "metric": call.label, "value": value,
+                     "units": units, "better": call.better, "needs": call.needs})
+
+    for call in calls:
+        needs = call.needs
+        if needs in ("paired", "ensemble") and not pred.matched:
+            continue
+        if needs == "signal" and ref is None:
+            continue
+        if needs == "multivariate":
+            a, b = call.params.get("pair", ("pr", "tas"))
+            if a not in pred.truth or b not in pred.truth:
+                continue
+            for method in pred.methods:
+                fields = pred.realisation[method]
+                if a in fields and b in fields:
+                    add(f"{a}-{b}", method, call, call(fields, pred.truth), call.units("1"))
+            continue
+        for var, truth in pred.truth.items():
+            units = variable_units[var]
+            if not call.applies_to(variable_kind(units)) or (call.variables and var not in call.variables):
+                continue
+            if needs == "ensemble":
+                if var in pred.ensemble:
+                    add(var, "emulator", call, call(pred.ensemble[var], truth), call.units(units))
+                continue
+            for method in pred.methods:
+                fields = pred.estimate if call.metric.estimate else pred.realisation
+                if var not in fields[method]:
+                    continue
+                if needs == "signal":
+                    if var not in ref.realisation.get(method, {}):
+                        continue
+                    value = call(ref.realisation[method][var], fields[method][var], ref.truth[var], truth)
+                else:
+                    value = call(fields[method][var], truth)
+                add(var, method, call, value, call.units(units))
+    return rows
+
+
+def _figures(pred: Any, ref: Any | None, emulator_name: str, test: Any, out_dir: Path) -> list[dict[str, Any]]:
+    from downscale.evaluate import figures as F
+
+    made = []
+    for var, truth in pred.truth.items():
+        fields = {m: pred.realisation[m][var] for m in pred.methods if var in pred.realisation[m]}
+        where = f"{emulator_name} · {test.label} · {var}"
+        todo = [("bias_map", "bias of the time mean", partial(F.bias_maps, truth, fields, f"{where}: mean bias")),
+                ("psd", "radially averaged power spectra", partial(F.psd_curves, truth, fields, f"{where}: spectra")),
+                ("qq", "quantile-quantile plot up to P99.9",
+                 partial(F.qq_extremes, truth, fields, f"{where}: quantiles"))]
+        if ref is not None and var in ref.truth:
+            hist = {m: ref.realisation[m][var] for m in ref.methods if var in ref.realisation[m]}
+            todo.append(("cc_signal", "climate-change signal (test period minus reference)",
+                         partial(F.cc_signal_maps, ref.truth[var], truth, hist, fields,
+                                 f"{where}: climate-change signal")))
+        for kind, caption, make in todo:
+            png = make()
+            name = f"{_slug(emulator_name)}__{_slug(test.name)}__{var}__{kind}.png"
+            write_atomic(out_dir / "figures" / name, png)
+            made.append({"emulator": emulator_name, "test": test.name, "variable": var, "kind": kind,
+                         "caption": caption, "path": f"figures/{name}"})
+    return made
+
+
+def evaluate(config: Any, out_dir: str | Path, *, progress: bool = True, console: Any = None,
+             overrides: list[str] | None = None, command: str | None = None) -> EvaluationResult:
+    """Run the evaluation a config (an :class:`~downscale.evaluate.config.EvaluateConfig` or a YAML path)
+    describes and write its report to ``out_dir``.  ``command``: the command line that regenerates the
+    report, printed in its header."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from downscale.api import load
+    from downscale.data.variables import get_spec
+    from downscale.evaluate.cases import fit_baselines, load_case, predict_case
+    from downscale.evaluate.config import EvaluateConfig, load_evaluate_config
+    from downscale.evaluate.metric_registry import create_metric
+    from downscale.evaluate.report import write_report
+
+    t0 = time.perf_counter()
+    if not isinstance(config, EvaluateConfig):
+        config = load_evaluate_config(config, overrides)
+    out_dir = Path(out_dir)
+    calls = [create_metric(m) for m in config.metrics]
+    notes: list[str] = []
+    rows: list[dict[str, Any]] = []
+    figures: list[dict[str, Any]] = []
+    pairs = [(e, t) for t in config.tests for e in config.emulators if t.emulators is None or e.name in t.emulators]
+    tracker = None
+    if config.mlflow:
+        from downscale.train.tracking import Tracker
+
+        tracker = Tracker(config.mlflow, experiment=config.name, run_name=out_dir.name, params=config.to_dict())
+        tracker.start()
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn()]
+    status = "FAILED"
+    try:
+        with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+            task = bar.add_task("evaluating", total=len(pairs))
+            emulators: dict[str, tuple[Any, Any]] = {}
+            for spec, test in pairs:
+                bar.update(task, description=f"{spec.name} × {test.name}")
+                if spec.name not in emulators:
+                    emu = load(config.resolve(spec.bundle))
+                    baselines = fit_baselines(emu, _training_recipe(spec, emu, config), config.baselines)
+                    notes += [f"{spec.name}: {n}" for n in baselines.notes]
+                    emulators[spec.name] = (emu, baselines)
+                emu, baselines = emulators[spec.name]
+                resolve = config.resolve
+                try:
+                    case = load_case(emu, test.target, test.predictors, test.period, matched=test.kind == "perfect",
+                                     scenario=test.scenario, resolve=resolve, test=test.name)
+                except DownscaleError as exc:
+                    if test.emulators is not None:
+                        raise
+                    notes.append(f"{spec.name} × {test.name} skipped: {exc}")
+                    bar.advance(task)
+                    continue
+                pred = predict_case(emu, case, baselines, members=config.members, seed=config.seed)
+                ref = None
+                if test.reference is not None:
+                    r = test.reference
+                    ref_case = load_case(emu, r.target, r.predictors, r.period, matched=test.kind == "perfect",
+                                         scenario=r.scenario, resolve=resolve, test=f"{test.name} (reference)")
+                    ref = predict_case(emu, ref_case, baselines, members=config.members, seed=config.seed)
+                units = {v: get_spec(v).human_units for v in pred.truth}
+                rows += _score(calls, spec.name, test, pred, ref, units)
+                if config.figures:
+                    figures += _figures(pred, ref, spec.name, test, out_dir)
+                bar.advance(task)
+        rank_rows(rows)
+        seconds = time.perf_counter() - t0
+        meta = {"name": config.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "seconds": round(seconds, 1), "notes": notes, "command": command, "imperfect_note": IMPERFECT_NOTE,
+                "config": config.to_dict(),
+                "emulators": {name: {"bundle_id": e.id, "bundle": str(next(s.bundle for s in config.emulators
+                                                                            if s.name == name)),
+                                     "periods": e.meta.get("provenance", {}).get("periods", {})}
+                              for name, (e, _) in emulators.items()}}
+        files = write_report(out_dir, config, rows, figures, meta)
+        if tracker is not None:
+            _log_mlflow(tracker, rows)
+        status = "FINISHED"
+    finally:
+        if tracker is not None:
+            tracker.finish(out_dir if status == "FINISHED" else None, status=status)
+    return EvaluationResult(out_dir, rows, figures, notes, time.perf_counter() - t0, files)
+
+
+def _log_mlflow(tracker: Any, rows: list[dict[str, Any]]) -> None:
+    metrics = {}
+    for r in rows:
+        v = r["value"]
+        if v is not None and math.isfinite(v):
+            key = ".".join(_slug(str(r[k])) for k in ("emulator", "test", "variable", "method", "metric"))
+            metrics[key] = float(v)
+    items = list(metrics.items())
+    for i in range(0, len(items), 500):
+        tracker._mlflow.log_metrics(dict(items[i : i + 500]))
+
+
+def rows_to_json(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
+    return json.dumps({**meta, "rows": clean}, indent=1, default=str)
