@@ -92,9 +92,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600, help="optimiser steps per run (epochs derived from k)")
     ap.add_argument("--max-epochs", type=int, default=150)
     ap.add_argument("--pretrain-epochs", type=int, default=12)
+    ap.add_argument("--transfer-set", action="append", default=[],
+                    help="extra recipe override of the transfer runs, e.g. train.lr=3e-4 (repeatable; needs --label)")
+    ap.add_argument("--label", default=None, help="name of a transfer variant (its runs are 'transfer-LABEL')")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "transfer-curve")
     ap.add_argument("--doc-dir", type=Path, default=ROOT / "docs")
+    ap.add_argument("--combine", action="store_true",
+                    help="only draw docs/img/transfer-curve.png from every finished experiment under --out")
     args = ap.parse_args()
+    if args.combine:
+        combine(args)
+        return
 
     from downscale.recipe import load_recipe
     from downscale.train.run import train
@@ -126,6 +134,9 @@ def main() -> None:
         "transfer.loading=shape_filtered", "transfer.adapt_input=true", "transfer.reset_head=auto",
         "transfer.normaliser=parent",
     ]
+    variant = f"transfer-{args.label}" if args.label else "transfer"
+    if args.transfer_set and not args.label:
+        raise SystemExit("--transfer-set needs --label")
     # 2. zero-shot
     if "zero-shot" not in results:
         ov = _overrides(target, args.var, args, 0, 0) + transfer_set
@@ -137,14 +148,15 @@ def main() -> None:
         k = None if ktext == "all" else int(ktext)
         seeds = range(args.seeds) if k is not None and k <= 30 else range(1)
         for seed in seeds:
-            for method in ("transfer", "scratch"):
+            for method in (variant, "scratch"):
                 name = f"{method}-k{ktext}-s{seed}"
                 if name in results:
                     continue
                 ov = _overrides(target, args.var, args, k, seed)
                 t0 = time.perf_counter()
-                if method == "transfer":
-                    transfer(parent, load_recipe(RECIPE[target], ov + transfer_set), out / name, progress=False)
+                if method != "scratch":
+                    recipe = load_recipe(RECIPE[target], ov + transfer_set + args.transfer_set)
+                    transfer(parent, recipe, out / name, progress=False)
                 else:
                     train(load_recipe(RECIPE[target], ov), out / name, progress=False)
                 done(name, _rows(out / name), time.perf_counter() - t0, {"method": method, "k": ktext, "seed": seed})
@@ -162,8 +174,10 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
     import numpy as np
 
     ks = args.ks.split(",")
+    methods = ["transfer"] + sorted({e["method"] for e in results.values() if e.get("method", "").startswith("transfer-")})
+    methods.append("scratch")
     table: dict[tuple[str, str], dict[str, tuple[float, float, int]]] = {}
-    for method in ("transfer", "scratch"):
+    for method in methods:
         for k in ks:
             entries = [e for n, e in results.items() if e.get("method") == method and str(e.get("k")) == k]
             for metric in ("rmse", "p99_abs_bias"):
@@ -173,20 +187,20 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
     zero = results.get("zero-shot")
     any_entry = next(iter(results.values()))
     units = {r["metric"]: r["units"] for r in any_entry["rows"]}
-    lines = [
-        "| k (days) | transfer RMSE | scratch RMSE | transfer P99 bias | scratch P99 bias | runs |",
-        "|---|---|---|---|---|---|",
-    ]
+    head = [f"{m} RMSE" for m in methods] + [f"{m} P99 bias" for m in methods]
+    lines = ["| k (days) | " + " | ".join(head) + " | draws |", "|---" * (len(head) + 2) + "|"]
     if zero:
-        lines.append(f"| 0 (zero-shot) | {_value(zero, 'rmse'):.3f} | – | {_value(zero, 'p99_abs_bias'):.3f} | – | 1 |")
+        blank = ["–"] * (len(methods) - 1)
+        cells = [f"{_value(zero, 'rmse'):.3f}", *blank, f"{_value(zero, 'p99_abs_bias'):.3f}", *blank]
+        lines.append("| 0 (zero-shot) | " + " | ".join(cells) + " | 1 |")
     for k in ks:
         cells = []
         for metric in ("rmse", "p99_abs_bias"):
-            for method in ("transfer", "scratch"):
+            for method in methods:
                 m, s, n = table.get((method, metric), {}).get(k, (float("nan"), 0.0, 0))
                 cells.append(f"{m:.3f}" + (f" ± {s:.3f}" if n > 1 else ""))
-        n = table.get(("transfer", "rmse"), {}).get(k, (0, 0, 0))[2]
-        lines.append(f"| {k} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {n} |")
+        n = table.get(("scratch", "rmse"), {}).get(k, (0, 0, 0))[2]
+        lines.append(f"| {k} | " + " | ".join(cells) + f" | {n} |")
     base = next((e for e in results.values() if e.get("method") == "scratch"), None)
     if base:
         lines.append("")
@@ -208,7 +222,9 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
     xs = [1083 if k == "all" else int(k) for k in ks]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, metric in zip(axes, ("rmse", "p99_abs_bias"), strict=True):
-        for method, colour in (("transfer", "tab:blue"), ("scratch", "tab:orange")):
+        colours = dict(zip(methods, ["tab:blue", "tab:purple", "tab:red", "tab:brown", "tab:olive"], strict=False))
+        colours["scratch"] = "tab:orange"
+        for method, colour in colours.items():
             vals = table.get((method, metric), {})
             m = [vals.get(k, (np.nan, 0, 0))[0] for k in ks]
             s = [vals.get(k, (np.nan, 0, 0))[1] for k in ks]
@@ -226,6 +242,47 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
     fig.suptitle(f"{tag}: test DJF 1998-2002", fontsize=10)
     fig.tight_layout()
     fig.savefig(args.doc_dir / "img" / f"transfer-curve-{tag}.png", dpi=110)
+
+
+def combine(args: argparse.Namespace) -> None:
+    """One figure, a row per experiment (direction and variable): RMSE and P99 bias against k."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tags = sorted(p.parent.name for p in args.out.glob("*/results.json"))
+    ks = args.ks.split(",")
+    xs = [1083 if k == "all" else int(k) for k in ks]
+    fig, axes = plt.subplots(len(tags), 2, figsize=(9, 3.2 * len(tags)), squeeze=False)
+    for row, tag in zip(axes, tags, strict=True):
+        results = json.loads((args.out / tag / "results.json").read_text())
+        zero = results.get("zero-shot")
+        base = next((e for e in results.values() if e.get("method") == "scratch"), None)
+        units = {r["metric"]: r["units"] for r in next(iter(results.values()))["rows"]}
+        for ax, metric in zip(row, ("rmse", "p99_abs_bias"), strict=True):
+            for method, colour in (("transfer", "tab:blue"), ("scratch", "tab:orange")):
+                stats = []
+                for k in ks:
+                    vals = [_value(e, metric) for e in results.values() if e.get("method") == method and str(e.get("k")) == k]
+                    stats.append((np.mean(vals), np.std(vals)) if vals else (np.nan, 0.0))
+                ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3,
+                            color=colour, label=method)
+            if zero:
+                ax.axhline(_value(zero, metric), color="tab:green", ls="--", label="zero-shot")
+            if base:
+                ax.axhline(_value(base, metric, "bilinear"), color="grey", ls=":", label="bilinear")
+            ax.set_xscale("log")
+            ax.set_xticks(xs, [k if k != "all" else "all" for k in ks])
+            ax.set_title(f"{tag}: {'RMSE' if metric == 'rmse' else 'mean |P99 bias|'}", fontsize=9)
+            ax.set_ylabel(units.get(metric, ""))
+            ax.grid(alpha=0.3)
+        row[0].legend(fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("training days k (test DJF 1998-2002)")
+    fig.tight_layout()
+    fig.savefig(args.doc_dir / "img" / "transfer-curve.png", dpi=100)
 
 
 if __name__ == "__main__":

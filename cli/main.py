@@ -197,7 +197,7 @@ def describe(bundle: Annotated[Path, typer.Argument(help="Emulator bundle folder
     from downscale.api import load
 
     emu = _run(lambda: load(bundle))
-    out.print(emu.describe(), highlight=False)
+    out.print(emu.describe(), highlight=False, markup=False, soft_wrap=True)  # "[kg m-2 s-1]" is not markup
 
 
 def main() -> None:

@@ -174,6 +174,15 @@ class SourceSpec(_Section):
     set: list[str] = Field(default_factory=list)  # overrides of that recipe, e.g. ["data.shots.days=90"]
 
 
+class LoRASpec(_Section):
+    """Low-rank adapters on the convolutions/linear layers under ``modules`` (names or globs); the
+    pretrained weights there are frozen and the updates merged into them when training ends."""
+
+    modules: list[str]
+    rank: int = Field(4, ge=1)
+    alpha: float = Field(4.0, gt=0)
+
+
 class TransferSection(_Section):
     """How ``downscale transfer`` reuses a pretrained bundle (see ``downscale.transfer``).
 
@@ -186,7 +195,8 @@ class TransferSection(_Section):
     names or globs; ``lr_scale``: {module name or glob: factor of train.lr}.  ``normaliser``: ``parent``
     keeps the bundle's statistics for the variables it has, ``refit`` fits all on the new training days.
     ``sources`` (with ``weight``, the sampling weight of this recipe's own data) mixes other pairs or
-    domains into training; it works with ``downscale train`` too (multi-source pretraining)."""
+    domains into training; it works with ``downscale train`` too (multi-source pretraining).
+    ``lora`` adds low-rank adapters (see ``downscale.transfer.lora``)."""
 
     loading: Literal["weights_only", "shape_filtered", "resume"] = "shape_filtered"
     adapt_input: bool = False
@@ -195,6 +205,7 @@ class TransferSection(_Section):
     freeze: list[str] = Field(default_factory=list)
     lr_scale: dict[str, float] = Field(default_factory=dict)
     normaliser: Literal["parent", "refit"] = "parent"
+    lora: LoRASpec | None = None
     sources: list[SourceSpec] = Field(default_factory=list)
     weight: float = Field(1.0, gt=0)
 

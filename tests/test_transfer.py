@@ -207,3 +207,25 @@ def test_scratch_recipe_trains_on_the_same_days(tmp_path, transferred):
     a, b = meta(out)["provenance"]["shots"], meta(transferred)["lineage"]["shots"]
     assert a["train_days"] == b["train_days"] and a["validation_days"] == b["validation_days"]
     assert "lineage" not in meta(out)
+
+
+def test_resume_needs_the_bundles_variables(tiny_bundle, tmp_path):
+    eobs = "../examples/data/iberia/eobs/tas_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc"
+    result = invoke("transfer", tiny_bundle, TRANSFER, "-o", tmp_path / "r", *QUICK, "--set", "transfer.loading=resume",
+                    "--set", f"data.targets={{tas: {eobs}}}", code=2)
+    assert "resume needs the bundle's targets" in " ".join(result.output.split())
+
+
+def test_lora_adapters_are_merged_into_a_plain_bundle(tiny_bundle, tmp_path):
+    import downscale
+    from downscale.bundle import load_bundle
+
+    out = tmp_path / "lora"
+    invoke("transfer", tiny_bundle, TRANSFER, "-o", out, *QUICK, "--set", "transfer.lora={modules: [coarse, fine], rank: 2}")
+    parent, child = load_bundle(tiny_bundle).weights, load_bundle(out).weights
+    assert set(child) == set(parent)  # the plain model's keys: adapters folded in
+    lora = meta(out)["lineage"]["lora"]
+    assert lora["layers"] == ["coarse.0.conv1", "coarse.0.conv2", "fine.0.conv1", "fine.0.conv2"] and lora["merged"]
+    assert not torch.equal(child["coarse.0.conv1.weight"], parent["coarse.0.conv1.weight"])  # a learnt update
+    assert torch.equal(child["coarse.0.conv1.bias"], parent["coarse.0.conv1.bias"])  # the frozen base
+    downscale.load(out)  # loads and runs as any bundle

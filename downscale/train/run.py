@@ -197,6 +197,8 @@ def train(
         from downscale.train.engine import FitResult
 
         fit = FitResult({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, 0, None)
+    if plan is not None:  # e.g. low-rank adapters merged into the weights: the bundle holds the plain model
+        fit.best_state = plan.finalise(model, fit.best_state)
     main = dist.is_main()
     dist.teardown()
     if not main:  # rank 0 writes the bundle

@@ -31,6 +31,9 @@ def describe_lineage(lineage: dict[str, Any]) -> list[str]:
     for key, how in list(load.get("adapted", {}).items())[:8]:
         lines.append(f"  adapted:  {key} ({how})")
     lines.append(f"  frozen:   {_short(lineage.get('frozen', []))}")
+    lora = lineage.get("lora")
+    if lora:
+        lines.append(f"  lora:     rank {lora['rank']} on {_short(lora['layers'], 4)}, merged into the weights")
     if lineage.get("lr_scale"):
         lines.append("  lr scale: " + ", ".join(f"{k} x{v}" for k, v in lineage["lr_scale"].items()))
     norm = lineage.get("normaliser")

@@ -122,6 +122,16 @@ class TransferPlan:
 
     # ------------------------------------------------------------------ model
 
+    def finalise(self, model: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """The weights to bundle: low-rank adapters, if any, folded into the plain model's layers."""
+        from downscale.transfer.lora import LoRA, merge_lora
+
+        if not any(isinstance(m, LoRA) for m in model.modules()):
+            return state
+        model.load_state_dict(state)
+        merge_lora(model)
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
     def _parent_model(self) -> Any:
         from downscale.models import create_model
 
@@ -178,6 +188,13 @@ class TransferPlan:
                 dropped = {k: "reset_head: always" for k in self.parent.weights if k.startswith(prefix)}
                 adapted = {k: v for k, v in adapted.items() if k not in dropped}
         report = load_weights(model, self.parent.weights, cfg.loading, adapted=adapted, notes=notes, dropped=dropped)
+        lora: list[str] = []
+        if cfg.lora is not None:
+            from downscale.transfer.lora import add_lora
+            from downscale.transfer.modifiers import match_modules
+
+            names = [n for pattern in cfg.lora.modules for n in match_modules(model, pattern, key="transfer.lora.modules")]
+            lora = add_lora(model, names, cfg.lora.rank, cfg.lora.alpha)
         frozen = freeze(model, list(cfg.freeze))
         groups, scales = param_groups(model, dict(cfg.lr_scale))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -188,6 +205,7 @@ class TransferPlan:
             "output_layer": layouts[1].output_module if layouts else None,
             "targets_changed": targets_changed,
             "frozen": frozen,
+            **({"lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "layers": lora, "merged": True}} if lora else {}),
             "lr_scale": dict(cfg.lr_scale),
             "parameters_per_lr_scale": scales,
             "trainable_parameters": int(trainable),
