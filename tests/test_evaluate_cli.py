@@ -55,6 +55,9 @@ def report(tiny_bundle, tmp_path_factory):
         mlflow: file:{tmp / 'mlruns'}
     """))
     out = tmp / "report"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "old__run__tas__qq.png").write_bytes(b"stale")  # a figure of an earlier run
+    (out / "figures" / "mine.png").write_bytes(b"kept")  # not one of ours
     result = CliRunner().invoke(app, ["evaluate", str(config), "-o", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     with open(out / "metrics.csv") as fh:
@@ -72,7 +75,8 @@ def test_the_report_files_are_written(report):
     out, rows, output, _ = report
     for name in ("report.html", "report.md", "metrics.csv", "metrics.json"):
         assert (out / name).stat().st_size > 0, name
-    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    figures = sorted(p.name for p in (out / "figures").glob("*__*.png"))
+    assert (out / "figures" / "mine.png").exists()  # stale figures of ours are removed, other files kept
     # 2 tests x 2 variables x (bias map, spectra, QQ) + 2 climate-change-signal maps for the test with a reference
     assert len(figures) == 14
     assert "tiny__gcm-future__pr__cc_signal.png" in figures
@@ -103,8 +107,10 @@ def test_baselines_are_scored_beside_the_emulator_with_known_values(report):
     # rx1day applies to precipitation only; ranks go from 1 to 3
     assert not [r for r in rows if r["metric"] == "rx1day_abs_bias" and r["variable"] == "tas"]
     assert {r["rank"] for r in rows} <= {"1", "2", "3"}
-    # a deterministic emulator has no ensemble scores
-    assert not [r for r in rows if r["metric"] == "crps"]
+    # deterministic methods get the CRPS of a one-member ensemble: their mean absolute error, below their RMSE
+    for method in ("emulator", "bilinear", "bilinear_bc"):
+        crps = _value(rows, **train, variable="pr", method=method, metric="crps")
+        assert 0 < crps < _value(rows, **train, variable="pr", method=method, metric="rmse")
 
 
 def test_imperfect_tests_are_scored_on_distributions_and_the_signal_only(report):
@@ -127,3 +133,42 @@ def test_every_metric_is_logged_to_mlflow(report):
     logged = [p for p in (tmp / "mlruns").rglob("metrics/*") if p.is_file()]
     assert len(logged) == len(rows)
     assert [p for p in (tmp / "mlruns").rglob("artifacts/report/report.html")]
+
+
+def test_a_stochastic_emulator_gets_ensemble_scores(tmp_path):
+    """A noise-conditioned DeepESD trained with the CRPS loss for one epoch: its ensemble is scored (CRPS, rank
+    histogram and its figure); the baselines get the CRPS of one member."""
+    from typer.testing import CliRunner
+
+    from downscale.cli.main import app
+    from downscale.recipe import load_recipe
+    from downscale.train.run import train
+
+    recipe = load_recipe(ROOT / "recipes" / "perfect-model-iberia.yaml", [
+        "model={type: deepesd, n_noise: 4, filters: [8, 8, 4], hidden: 32, head_width: 16}",
+        "loss.type=crps", "loss.members=2", "train.epochs=1"])
+    bundle = tmp_path / "stochastic"
+    train(recipe, bundle, progress=False)
+    racmo = IBERIA / "cordex"
+    config = tmp_path / "evaluate.yaml"
+    config.write_text(textwrap.dedent(f"""
+        emulators: [{{name: s, bundle: {bundle}, recipe: {ROOT / 'recipes' / 'perfect-model-iberia.yaml'}}}]
+        tests:
+          - name: cv
+            target: {{tas: {racmo}/tas_*historical*.nc, pr: {racmo}/pr_*historical*.nc}}
+            period: {{season: DJF, years: [2000, 2000]}}
+        baselines: [bilinear]
+        metrics: [rmse, crps, rank_histogram_deviation]
+        members: 4
+    """))
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["evaluate", str(config), "-o", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    with open(out / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["metric"], r["method"]) for r in rows if r["variable"] == "tas"} == {
+        ("rmse", "emulator"), ("rmse", "bilinear"), ("crps", "emulator"), ("crps", "bilinear"),
+        ("rank_histogram_deviation", "emulator")}
+    assert 0 < _value(rows, variable="tas", method="emulator", metric="crps") < 20
+    assert 0 <= _value(rows, variable="pr", method="emulator", metric="rank_histogram_deviation") < 5
+    assert (out / "figures" / "s__cv__tas__rank_histogram.png").exists()

@@ -21,7 +21,8 @@ def winters(first: int, last: int) -> xr.CFTimeIndex:
 def field(values: np.ndarray, time, units: str, name: str = "x") -> xr.DataArray:
     ny, nx = values.shape[1:]
     return xr.DataArray(values, dims=("time", "y", "x"),
-                        coords={"time": time, "y": np.arange(ny), "x": np.arange(nx)}, attrs={"units": units}, name=name)
+                        coords={"time": time, "y": np.arange(ny), "x": np.arange(nx)}, attrs={"units": units},
+                        name=name)
 
 
 @pytest.fixture(scope="module")

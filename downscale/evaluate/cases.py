@@ -99,7 +99,8 @@ def _common_days(fields: dict[str, xr.DataArray]) -> dict[str, xr.DataArray]:
 def _files_for(spec: dict[str, list[str]] | None, name: str, role: str, test: str) -> list[str]:
     if not spec or name not in spec:
         raise MissingVariableError(f"test '{test}' gives no {role} files for '{name}'", variable=name,
-                                   expected=f"{role} files for {name}", fix=f"add '{name}: <files>' to the test's {role}")
+                                   expected=f"{role} files for {name}",
+                                   fix=f"add '{name}: <files>' to the test's {role}")
     return spec[name]
 
 
@@ -204,7 +205,8 @@ def _as_field(values: np.ndarray, truth: xr.DataArray, time: xr.DataArray, name:
                         attrs={"units": truth.attrs.get("units")})
 
 
-def predict_case(emulator: Any, case: CaseData, baselines: TrainingBaselines, *, members: int, seed: int) -> Predictions:
+def predict_case(emulator: Any, case: CaseData, baselines: TrainingBaselines, *, members: int,
+                 seed: int) -> Predictions:
     """The emulator's estimate, realisation and (stochastic emulators) ensemble, and every fitted baseline, on the
     case's predictors; with the truth, all in human units."""
     from downscale.data.variables import get_spec

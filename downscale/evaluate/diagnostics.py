@@ -123,7 +123,7 @@ def wasserstein(pred: xr.DataArray, truth: xr.DataArray, mask: Any = None, *, pe
     if not per_cell:
         return _w1(p[:, valid], t[:, valid])
     iy, ix = np.nonzero(valid)
-    return _nanmean(np.array([_w1(p[:, i, j], t[:, i, j]) for i, j in zip(iy, ix)]))
+    return _nanmean(np.array([_w1(p[:, i, j], t[:, i, j]) for i, j in zip(iy, ix, strict=True)]))
 
 
 def psd_distance(pred: xr.DataArray, truth: xr.DataArray, mask: Any = None) -> float:
@@ -206,7 +206,8 @@ def crps_ensemble(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "
     return _nanmean(skill - spread / (2.0 * denom))
 
 
-def rank_histogram(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member", seed: int = 0) -> xr.DataArray:
+def rank_histogram(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member",
+                   seed: int = 0) -> xr.DataArray:
     """Frequency (summing to 1) of the rank of the truth among the members, ranks ``0..M``; ties broken at random.
 
     Flat for a reliable ensemble; U-shaped when it is under-dispersive, dome-shaped when over-dispersive."""
@@ -223,7 +224,8 @@ def rank_histogram(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = 
     m = e.shape[0]
     counts = np.bincount(ranks, minlength=m + 1).astype(np.float64)
     freq = counts / counts.sum() if counts.sum() else np.full(m + 1, np.nan)
-    return xr.DataArray(freq, dims="rank", coords={"rank": np.arange(m + 1)}, name="rank_histogram", attrs={"units": "1"})
+    return xr.DataArray(freq, dims="rank", coords={"rank": np.arange(m + 1)}, name="rank_histogram",
+                        attrs={"units": "1"})
 
 
 def rank_histogram_deviation(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member",

@@ -3,7 +3,8 @@
 * :func:`bias_maps` -- the bias of the time-mean field of each method (days need not match);
 * :func:`cc_signal_maps` -- the climate-change signal of the truth and of each method;
 * :func:`psd_curves` -- the time-mean radially averaged power spectra;
-* :func:`qq_extremes` -- quantiles of every valid (cell, day) value against the truth's, up to the 99.9th.
+* :func:`qq_extremes` -- quantiles of every valid (cell, day) value against the truth's, up to the 99.9th;
+* :func:`rank_histogram_plot` -- the rank histogram of a stochastic emulator's ensemble.
 
 matplotlib is imported lazily with the non-interactive Agg backend.
 """
@@ -19,7 +20,7 @@ import xarray as xr
 from downscale.evaluate import diagnostics as D
 from downscale.evaluate import metrics as M
 
-__all__ = ["bias_maps", "cc_signal_maps", "psd_curves", "qq_extremes"]
+__all__ = ["bias_maps", "cc_signal_maps", "psd_curves", "qq_extremes", "rank_histogram_plot"]
 
 #: colours of the methods, the same in every figure
 COLOURS = {"truth": "black", "emulator": "tab:red", "bilinear": "tab:blue", "bilinear_bc": "tab:green",
@@ -57,7 +58,7 @@ def _maps(fields: dict[str, np.ndarray], title: str, units: str, cmap: str, symm
     else:
         vmin, vmax = (np.quantile(values, [0.02, 0.98]) if values.size else (0.0, 1.0))
     im = None
-    for ax, (label, field) in zip(axes[0], fields.items()):
+    for ax, (label, field) in zip(axes[0], fields.items(), strict=True):
         im = ax.imshow(field, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         finite = field[np.isfinite(field)]
         ax.set_title(f"{label}\nmean |.| {np.mean(np.abs(finite)):.3g}" if finite.size else label, fontsize=8)
@@ -127,5 +128,19 @@ def qq_extremes(truth: xr.DataArray, preds: dict[str, xr.DataArray], title: str)
     ax.set_xlabel(f"truth quantile ({units})")
     ax.set_ylabel(f"method quantile ({units})")
     ax.set_title(title + "\n(o P90, □ P99, △ P99.9)", fontsize=8)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def rank_histogram_plot(ensemble: xr.DataArray, truth: xr.DataArray, title: str) -> bytes:
+    """Frequency of the truth's rank among the members (flat: reliable; U: under-dispersive; dome: over-)."""
+    plt = _plt()
+    hist = D.rank_histogram(ensemble, truth)
+    fig, ax = plt.subplots(figsize=(3.8, 3.0), constrained_layout=True)
+    ax.bar(hist["rank"].values, hist.values, color=_colour("emulator"), width=0.8)
+    ax.axhline(1.0 / hist.size, color="black", lw=0.8, ls="--", label="flat (reliable)")
+    ax.set_xlabel(f"rank of the truth among {hist.size - 1} members")
+    ax.set_ylabel("frequency")
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     return _png(fig)

@@ -393,5 +393,6 @@ def compute_index(da: xr.DataArray, name: str, **params: Any) -> xr.DataArray:
             from downscale.errors import RecipeError
 
             raise RecipeError(f"index '{name}' got an unknown option", found=", ".join(sorted(params)),
-                              expected=f"options among {', '.join(allowed)}", fix="remove or rename the option") from None
+                              expected=f"options among {', '.join(allowed)}",
+                              fix="remove or rename the option") from None
         raise

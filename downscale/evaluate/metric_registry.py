@@ -78,7 +78,9 @@ class Metric:
     option's result) or fixed units (``dB``, ``1``).  ``better``: ``lower``, ``higher`` or ``one`` (closest
     to 1).  ``applies_to``: ``any``, ``temperature`` or ``precipitation`` (``index``-based metrics take the
     index's).  ``estimate``: scored on the emulator's ensemble-mean estimate (point scores such as RMSE) rather
-    than on one realisation (distributions, spectra)."""
+    than on one realisation (distributions, spectra).  ``deterministic`` (ensemble metrics): deterministic
+    methods (the baselines, a deterministic emulator) are scored too, as one-member ensembles (CRPS is then
+    the mean absolute error)."""
 
     name: str
     func: Callable[..., float]
@@ -87,6 +89,7 @@ class Metric:
     units: str = "input"
     applies_to: str = "any"
     estimate: bool = False
+    deterministic: bool = False  # ensemble metrics: also score deterministic methods as one-member ensembles
     suffix: str | None = None  # label suffix for index-based metrics: '{index}_{suffix}'
     description: str = ""
 
@@ -278,7 +281,8 @@ register_metric("rmse", needs="paired", estimate=True,
 register_metric("temporal_correlation", needs="paired", estimate=True, better="higher", units="1",
                 description="mean over cells of the correlation in time of pred and truth")(M.temporal_correlation)
 register_metric("ralsd", needs="paired", units="dB",
-                description="radially averaged log-spectral distance of each day, averaged (Harris et al. 2022)")(M.ralsd)
+                description="radially averaged log-spectral distance of each day, averaged (Harris et al. 2022)")(
+    M.ralsd)
 register_metric("index_bias", needs="distribution", units="index", suffix="abs_bias",
                 description="spatial mean of |bias| of the climatology of an index")(D.index_bias)
 register_metric("index_ratio", needs="distribution", units="1", better="one", suffix="ratio",
@@ -294,7 +298,8 @@ register_metric("pr_tas_correlation_bias", needs="multivariate", units="1",
                 description="spatial mean of |bias| of the per-cell pr-tas correlation")(D.pr_tas_correlation_bias)
 register_metric("cc_signal_error", needs="signal", units="index", suffix="cc_signal_error",
                 description="spatial mean of |error| of the climate-change signal of an index")(D.cc_signal_error)
-register_metric("crps", needs="ensemble",
-                description="continuous ranked probability score of the ensemble")(D.crps_ensemble)
+register_metric("crps", needs="ensemble", deterministic=True,
+                description="continuous ranked probability score of the ensemble (a single field: its MAE)")(
+    D.crps_ensemble)
 register_metric("rank_histogram_deviation", needs="ensemble", units="1",
                 description="RMS relative departure of the rank histogram from flat")(D.rank_histogram_deviation)

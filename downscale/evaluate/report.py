@@ -123,8 +123,11 @@ def _markdown(config: Any, rows: list[dict[str, Any]], figures: list[dict[str, A
     out += ["How to read the scorecards: one row per (variable, metric); each test has one column per method; "
             "**bold** marks the best method of the row within a test (lower is better for errors and biases, higher "
             "for correlations, 1 for ratios). `emulator` is the neural emulator; `bilinear` is bilinear "
-            "interpolation of the coarse predictor; `bilinear_bc` adds a per-cell bias correction fitted on the "
-            "emulator's training period. Biases are spatial means of |bias| of the index's climatology.", ""]
+            "interpolation of the coarse predictor; `bilinear_bc` adds a per-cell bias correction and "
+            "`quantile_mapping` a per-cell empirical quantile mapping, both fitted on the emulator's own training "
+            "pairs (so in imperfect tests they know no more about the GCM than the emulator does). Biases are "
+            "spatial means of |bias| of the index's climatology; `crps` of a deterministic method is its mean "
+            "absolute error.", ""]
     for spec in config.emulators:
         if not any(r["emulator"] == spec.name for r in rows):
             continue
@@ -196,8 +199,11 @@ def _html(config: Any, rows: list[dict[str, Any]], figures: list[dict[str, Any]]
     h.append(f"<div class=note><b>Imperfect tests.</b> {_e(meta['imperfect_note'])}</div>")
     h.append("<p class=legend>Cells are shaded by rank within each test (best → worst): "
              + "".join(f"<span style='background:{c}'>{i + 1}</span>" for i, c in enumerate(_SHADES[:4]))
-             + " Bold: best of the row. <code>bilinear_bc</code> is bilinear interpolation with a per-cell bias "
-               "correction fitted on the emulator's training period.</p>")
+             + " Bold: best of the row. <code>bilinear</code>: bilinear interpolation of the coarse predictor; "
+               "<code>bilinear_bc</code>: with a per-cell bias correction; <code>quantile_mapping</code>: with a "
+               "per-cell empirical quantile mapping; both fitted on the emulator's own training pairs (so in imperfect "
+               "tests they know no more about the GCM than the emulator does). Biases are spatial means of |bias| of "
+               "the index's climatology; <code>crps</code> of a deterministic method is its mean absolute error.</p>")
     for spec in config.emulators:
         if not any(r["emulator"] == spec.name for r in rows):
             continue

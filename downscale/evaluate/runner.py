@@ -131,8 +131,14 @@ def _score(calls: list[Any], emulator_name: str, test: Any, pred: Any, ref: Any 
             if not call.applies_to(variable_kind(units)) or (call.variables and var not in call.variables):
                 continue
             if needs == "ensemble":
-                if var in pred.ensemble:
-                    add(var, "emulator", call, call(pred.ensemble[var], truth), call.units(units))
+                for method in pred.methods:
+                    if method == "emulator" and var in pred.ensemble:
+                        ens = pred.ensemble[var]
+                    elif call.metric.deterministic and var in pred.estimate[method]:
+                        ens = pred.estimate[method][var].expand_dims(member=1)
+                    else:
+                        continue
+                    add(var, method, call, call(ens, truth), call.units(units))
                 continue
             for method in pred.methods:
                 fields = pred.estimate if call.metric.estimate else pred.realisation
@@ -159,6 +165,9 @@ def _figures(pred: Any, ref: Any | None, emulator_name: str, test: Any, out_dir:
                 ("psd", "radially averaged power spectra", partial(F.psd_curves, truth, fields, f"{where}: spectra")),
                 ("qq", "quantile-quantile plot up to P99.9",
                  partial(F.qq_extremes, truth, fields, f"{where}: quantiles"))]
+        if var in pred.ensemble and pred.matched:
+            todo.append(("rank_histogram", "rank histogram of the ensemble",
+                         partial(F.rank_histogram_plot, pred.ensemble[var], truth, f"{where}: rank histogram")))
         if ref is not None and var in ref.truth:
             hist = {m: ref.realisation[m][var] for m in ref.methods if var in ref.realisation[m]}
             todo.append(("cc_signal", "climate-change signal (test period minus reference)",
@@ -210,7 +219,8 @@ def evaluate(config: Any, out_dir: str | Path, *, progress: bool = True, console
             task = bar.add_task("evaluating", total=len(pairs))
             emulators: dict[str, tuple[Any, Any]] = {}
             for spec, test in pairs:
-                bar.update(task, description=f"{spec.name} × {test.name}")
+                step = f"{spec.name} × {test.name}"
+                bar.update(task, description=f"{step}: loading")
                 if spec.name not in emulators:
                     emu = load(config.resolve(spec.bundle))
                     baselines = fit_baselines(emu, _training_recipe(spec, emu, config), config.baselines)
@@ -227,6 +237,7 @@ def evaluate(config: Any, out_dir: str | Path, *, progress: bool = True, console
                     notes.append(f"{spec.name} × {test.name} skipped: {exc}")
                     bar.advance(task)
                     continue
+                bar.update(task, description=f"{step}: predicting")
                 pred = predict_case(emu, case, baselines, members=config.members, seed=config.seed)
                 ref = None
                 if test.reference is not None:
@@ -235,8 +246,10 @@ def evaluate(config: Any, out_dir: str | Path, *, progress: bool = True, console
                                          scenario=r.scenario, resolve=resolve, test=f"{test.name} (reference)")
                     ref = predict_case(emu, ref_case, baselines, members=config.members, seed=config.seed)
                 units = {v: get_spec(v).human_units for v in pred.truth}
+                bar.update(task, description=f"{step}: scoring")
                 rows += _score(calls, spec.name, test, pred, ref, units)
                 if config.figures:
+                    bar.update(task, description=f"{step}: figures")
                     figures += _figures(pred, ref, spec.name, test, out_dir)
                 bar.advance(task)
         rank_rows(rows)
@@ -249,6 +262,7 @@ def evaluate(config: Any, out_dir: str | Path, *, progress: bool = True, console
                                      "periods": e.meta.get("provenance", {}).get("periods", {})}
                               for name, (e, _) in emulators.items()}}
         files = write_report(out_dir, config, rows, figures, meta)
+        _remove_stale_figures(out_dir, figures)
         if tracker is not None:
             _log_mlflow(tracker, rows)
         status = "FINISHED"
@@ -256,6 +270,15 @@ def evaluate(config: Any, out_dir: str | Path, *, progress: bool = True, console
         if tracker is not None:
             tracker.finish(out_dir if status == "FINISHED" else None, status=status)
     return EvaluationResult(out_dir, rows, figures, notes, time.perf_counter() - t0, files)
+
+
+def _remove_stale_figures(out_dir: Path, figures: list[dict[str, Any]]) -> None:
+    """Remove the figures of an earlier run into the same folder that this run did not make (only files named
+    as this module names them: ``EMULATOR__TEST__VARIABLE__KIND.png``)."""
+    made = {f["path"] for f in figures}
+    for path in (out_dir / "figures").glob("*__*__*__*.png"):
+        if f"figures/{path.name}" not in made:
+            path.unlink(missing_ok=True)
 
 
 def _log_mlflow(tracker: Any, rows: list[dict[str, Any]]) -> None:
