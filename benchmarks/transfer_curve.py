@@ -201,6 +201,21 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
                 cells.append(f"{m:.3f}" + (f" ± {s:.3f}" if n > 1 else ""))
         n = table.get(("scratch", "rmse"), {}).get(k, (0, 0, 0))[2]
         lines.append(f"| {k} | " + " | ".join(cells) + f" | {n} |")
+    # paired comparison: each transfer run against the scratch run on the same k days
+    wins = []
+    for method in methods[:-1]:
+        cells = []
+        for k in ks:
+            pairs = [
+                (_value(e, "rmse"), _value(results[f"scratch-k{k}-s{e['seed']}"], "rmse"))
+                for e in results.values()
+                if e.get("method") == method and str(e.get("k")) == k and f"scratch-k{k}-s{e.get('seed')}" in results
+            ]
+            cells.append(f"{sum(a < b for a, b in pairs)}/{len(pairs)}" if pairs else "–")
+        wins.append(f"| {method} | " + " | ".join(cells) + " |")
+    if wins:
+        lines += ["", "Draws on which the transfer RMSE is below scratch's (same k days):", "",
+                  "| method | " + " | ".join(f"k={k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|", *wins]
     base = next((e for e in results.values() if e.get("method") == "scratch"), None)
     if base:
         lines.append("")
@@ -252,7 +267,9 @@ def combine(args: argparse.Namespace) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tags = sorted(p.parent.name for p in args.out.glob("*/results.json"))
+    order = ["racmo2eobs-tas", "racmo2eobs-pr", "eobs2racmo-tas", "eobs2racmo-pr"]
+    tags = sorted((p.parent.name for p in args.out.glob("*/results.json")),
+                  key=lambda t: (order.index(t) if t in order else len(order), t))
     ks = args.ks.split(",")
     xs = [1083 if k == "all" else int(k) for k in ks]
     fig, axes = plt.subplots(len(tags), 2, figsize=(9, 3.2 * len(tags)), squeeze=False)

@@ -229,3 +229,34 @@ def test_lora_adapters_are_merged_into_a_plain_bundle(tiny_bundle, tmp_path):
     assert not torch.equal(child["coarse.0.conv1.weight"], parent["coarse.0.conv1.weight"])  # a learnt update
     assert torch.equal(child["coarse.0.conv1.bias"], parent["coarse.0.conv1.bias"])  # the frozen base
     downscale.load(out)  # loads and runs as any bundle
+
+
+@pytest.mark.parametrize("name", ["simple_cnn", "unet_small", "deepesd", "vit_small", "timm_unet"])
+def test_adapted_model_with_a_new_zero_predictor_computes_what_the_parent_computes(name):
+    """Probing finds every layer a variable enters, on every kind of backbone (registry names)."""
+    from downscale.models import create_model
+    from downscale.transfer.adapt import probe_layout, remap_state
+
+    torch.manual_seed(0)
+    kw = {"simple_cnn": {"width": 8, "coarse_blocks": 1, "fine_blocks": 1}}.get(name, {})
+    shapes = {"coarse": (8, 8), "fine": (32, 32)}
+    try:
+        old = create_model(name, in_channels=2, out_channels=1, n_forcings=2, n_static=1, **kw)
+        new = create_model(name, in_channels=3, out_channels=2, n_forcings=2, n_static=0, **kw)
+    except Exception as exc:  # noqa: BLE001 - a backbone that needs an optional package
+        pytest.skip(f"{name}: {exc}")
+    lo = probe_layout(old, predictors=["tas", "pr"], static=["orog"], forcings=["c", "s"], out_labels=["tas:0"], **shapes)
+    ln = probe_layout(new, predictors=["pr", "psl", "tas"], static=[], forcings=["c", "s"],
+                      out_labels=["pr:0", "tas:0"], **shapes)
+    adapted, _ = remap_state(old.state_dict(), new, ln, lo, inputs=True, outputs=True)
+    state = new.state_dict()
+    state.update({k: v for k, v in old.state_dict().items() if k in state and v.shape == state[k].shape})
+    state.update(adapted)
+    new.load_state_dict(state)
+    old.eval(), new.eval()
+    x, f = torch.randn(2, 2, 8, 8), torch.randn(2, 2)
+    xn = torch.stack([x[:, 1], torch.randn(2, 8, 8), x[:, 0]], dim=1)  # pr, psl (new), tas
+    with torch.no_grad():
+        a = old(x, f, torch.zeros(2, 1, 32, 32), (32, 32))[:, 0]
+        b = new(xn, f, torch.zeros(2, 0, 32, 32), (32, 32))[:, 1]  # the tas row
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

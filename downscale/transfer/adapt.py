@@ -76,9 +76,9 @@ def probe_layout(
     hooks = [m.register_forward_pre_hook(pre(n)) for n, m in leaves.items()]
     hooks += [m.register_forward_hook(post(n)) for n, m in leaves.items()]
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, len(predictors), *coarse, generator=gen, dtype=torch.float64)
-    f = torch.randn(2, len(forcings), generator=gen, dtype=torch.float64)
-    s = torch.randn(2, len(static), *fine, generator=gen, dtype=torch.float64)
+    x = torch.randn(4, len(predictors), *coarse, generator=gen, dtype=torch.float64)
+    f = torch.randn(4, len(forcings), generator=gen, dtype=torch.float64)
+    s = torch.randn(4, len(static), *fine, generator=gen, dtype=torch.float64)
 
     def run(x, f, s) -> dict[str, torch.Tensor]:
         seen_in.clear()
@@ -110,10 +110,13 @@ def probe_layout(
         changed = torch.stack([
             ((out[name] - inp).abs().amax(dim=reduce) > 0) for _, out in perturbed if name in out
         ]) if perturbed else torch.zeros(0, inp.shape[1], dtype=torch.bool)
+        # a channel that is constant in the unperturbed pass (e.g. a ReLU unit that is off everywhere)
+        # carries no variable, even if one perturbation happens to switch it on
+        varies = inp.transpose(0, 1).reshape(inp.shape[1], -1).std(dim=1) > 0
         labels, hidden = [], 0
         for c in range(inp.shape[1]):
             deps = torch.nonzero(changed[:, c]).flatten().tolist() if len(changed) else []
-            if len(deps) == 1:
+            if len(deps) == 1 and bool(varies[c]):
                 labels.append(perturbed[deps[0]][0])
             else:
                 labels.append(f"h:{hidden}")
@@ -172,10 +175,16 @@ def remap_state(
         per_input = (weighted and pname == "weight") or (not weighted and target.ndim == 1)  # norms: one per channel
         if inputs and per_input and nl is not None and ol is not None and nl != ol:
             dim = 1 if weighted else 0
-            if isinstance(module, nn.ConvTranspose2d) or target.shape[dim] != len(nl) or src.shape[dim] != len(ol):
-                continue
-            if sorted(x for x in nl if x.startswith("h:")) != sorted(x for x in ol if x.startswith("h:")):
-                continue  # the hidden channels differ: not a change of variables
+            mappable = (
+                not isinstance(module, nn.ConvTranspose2d)
+                and target.shape[dim] == len(nl)
+                and src.shape[dim] == len(ol)
+                # the hidden channels must be the same: a change of variables, not of the architecture
+                and sorted(x for x in nl if x.startswith("h:")) == sorted(x for x in ol if x.startswith("h:"))
+            )
+        else:
+            mappable = False
+        if mappable:
             maps[dim] = _pairs(nl, ol)
             added = [lab for lab in nl if lab not in ol]
             dropped = [lab for lab in ol if lab not in nl]
