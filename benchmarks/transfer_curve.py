@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--var", default="tas", choices=["tas", "pr"])
     ap.add_argument("--direction", default="racmo2eobs", choices=["racmo2eobs", "eobs2racmo"])
     ap.add_argument("--ks", default="10,30,90,all")
-    ap.add_argument("--seeds", type=int, default=3, help="k-shot draws for k <= 30 (one for larger k)")
+    ap.add_argument("--seeds", type=int, default=5, help="k-shot draws for k <= 30 (one for larger k)")
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)

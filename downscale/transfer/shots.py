@@ -79,7 +79,7 @@ def select_shots(time: Any, candidates: np.ndarray, spec: Any, *, season: str | 
             )
         chosen_years = np.sort(rng.choice(available, size=spec.winters, replace=False))
         chosen = candidates[np.isin(years, chosen_years)]
-        size = f"{spec.winters} winters ({', '.join(str(y) for y in chosen_years)})"
+        size = f"{spec.winters} winter{'s' if spec.winters != 1 else ''} ({', '.join(str(y) for y in chosen_years)})"
     else:
         if spec.days > len(candidates):
             raise DataError(
