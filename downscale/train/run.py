@@ -202,7 +202,7 @@ def train(
     main = dist.is_main()
     dist.teardown()
     if not main:  # rank 0 writes the bundle
-        return TrainResult(out_dir, "", {}, time.perf_counter() - t_start)
+        return TrainResult(out_dir, "", [], 0, time.perf_counter() - t_start)
 
     if len(primary_set):
         valid_mask = np.asarray(primary_set.arrays.m[:].max(axis=0) > 0)
