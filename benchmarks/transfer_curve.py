@@ -95,6 +95,9 @@ def main() -> None:
     ap.add_argument("--transfer-set", action="append", default=[],
                     help="extra recipe override of the transfer runs, e.g. train.lr=3e-4 (repeatable; needs --label)")
     ap.add_argument("--label", default=None, help="name of a transfer variant (its runs are 'transfer-LABEL')")
+    ap.add_argument("--mixed", action="store_true",
+                    help="also train from scratch on the k days mixed with all the source pair's days "
+                         "(transfer.sources, one run, single-source batches; runs 'mixed-...')")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "transfer-curve")
     ap.add_argument("--doc-dir", type=Path, default=ROOT / "docs")
     ap.add_argument("--combine", action="store_true",
@@ -148,13 +151,21 @@ def main() -> None:
         k = None if ktext == "all" else int(ktext)
         seeds = range(args.seeds) if k is not None and k <= 30 else range(1)
         for seed in seeds:
-            for method in (variant, "scratch"):
+            for method in (variant, "scratch", *(["mixed"] if args.mixed else [])):
                 name = f"{method}-k{ktext}-s{seed}"
                 if name in results:
                     continue
                 ov = _overrides(target, args.var, args, k, seed)
                 t0 = time.perf_counter()
-                if method != "scratch":
+                if method == "mixed":  # multi-source: the k days + every day of the source pair, weights 1:1
+                    mix = {"recipe": RECIPE[source].name, "weight": 1.0,
+                           "set": ["data.shots=null", "data.periods.validation=null"]}
+                    per_epoch = math.ceil(((k or 1083) * 0.8 + 1354) / args.batch_size)
+                    epochs = max(2, math.ceil(args.steps / per_epoch))
+                    ov = [*ov, f"transfer={{sources: [{json.dumps(mix)}], weight: 1.0}}",
+                          f"train.epochs={epochs}", f"train.patience={max(2, epochs // 2)}"]
+                    train(load_recipe(RECIPE[target], ov), out / name, progress=False)
+                elif method != "scratch":
                     recipe = load_recipe(RECIPE[target], ov + transfer_set + args.transfer_set)
                     transfer(parent, recipe, out / name, progress=False)
                 else:
@@ -175,6 +186,7 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
 
     ks = args.ks.split(",")
     methods = ["transfer"] + sorted({e["method"] for e in results.values() if e.get("method", "").startswith("transfer-")})
+    methods += ["mixed"] if any(e.get("method") == "mixed" for e in results.values()) else []
     methods.append("scratch")
     table: dict[tuple[str, str], dict[str, tuple[float, float, int]]] = {}
     for method in methods:
