@@ -13,6 +13,7 @@ the emulator's coarse grid or on a rectilinear grid that covers it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,25 +119,40 @@ class Emulator:
                 return str(ds.attrs[key]).strip()
         return self.meta.get("scenario", "historical")
 
-    def coarse_fields(self, ds: xr.Dataset, *, file: str | None = None, halo: float | None = None) -> xr.DataArray:
+    def coarse_fields(
+        self, ds: xr.Dataset | Sequence[xr.Dataset], *, file: str | None = None, halo: float | None = None
+    ) -> xr.DataArray:
         """The predictors of ``ds`` in canonical units on the coarse grid, as (time, channel, y, x); lazy.
 
-        An input already on the coarse grid is used as it is.  Any other rectilinear input must cover the
-        emulator's domain plus ``halo`` degrees (default: the recipe's ``apply.halo``, else two coarse cells);
-        it is cut to that region *before* anything is computed (a global file is read only over the domain),
-        then regridded with the recipe's method (``data.regrid``, bilinear by default).
+        An input already on the coarse grid is used as it is (no coverage check, no regridding).  Any other
+        rectilinear input must cover the emulator's domain plus ``halo`` degrees (default: the recipe's
+        ``apply.halo``, else two coarse cells); it is cut to that region, widened to at least one of its own
+        cells (:func:`~downscale.apply.inputs.read_halo`), *before* anything is computed (a global file is read
+        only over the domain), then regridded with the recipe's method (``data.regrid``, bilinear by default).
+
+        ``ds`` may also be several datasets, one per input grid: a single ``xr.Dataset`` cannot hold predictors
+        on two grids whose dimensions share names (xarray aligns them onto the union of the coordinates and pads
+        each with NaN).  Each predictor is taken from the first dataset that holds it.
         """
-        from downscale.apply.inputs import check_covers, default_halo, subset_region
+        from downscale.apply.inputs import (
+            check_covers,
+            default_halo,
+            read_halo,
+            subset_region,
+        )
         from downscale.data.grids import Grid
-        from downscale.data.io import find_variable
         from downscale.data.pairing import stack_channels
         from downscale.data.units import to_canonical
 
+        datasets = [ds] if isinstance(ds, xr.Dataset) else list(ds)
+        if not datasets:
+            raise DataError("no input dataset", fix="give the dataset(s) holding the predictors")
         halo = default_halo(self) if halo is None else float(halo)
-        bounds = _time_bounds(ds)
+        bounds = next((b for b in map(_time_bounds, datasets) if b is not None), None)
+        frequency = next((d.attrs["frequency"] for d in datasets if d.attrs.get("frequency")), None)
         fields = {}
         for name in self.predictors:
-            da = find_variable(ds, name, file)
+            da = _find_predictor(datasets, name, file)
             where = file or (da.attrs.get("source_files") or [None])[0]
             grid = Grid.from_dataset(da, file=where)
             if grid.id != self.coarse_grid.id:
@@ -150,8 +166,8 @@ class Emulator:
                         fix="regrid the inputs to a regular lat/lon grid (or to the emulator's coarse grid) first",
                     )
                 check_covers(grid, self.coarse_grid, halo, file=where, variable=name)
-                da, grid = subset_region(da, grid, self.coarse_grid, halo)
-            da, _ = to_canonical(da, name, where, time_bounds=bounds, frequency=ds.attrs.get("frequency"))
+                da, grid = subset_region(da, grid, self.coarse_grid, read_halo(grid, halo))
+            da, _ = to_canonical(da, name, where, time_bounds=bounds, frequency=frequency)
             if grid.id != self.coarse_grid.id:
                 da = self._regridder(grid)(da)
             fields[name] = da
@@ -399,6 +415,21 @@ def _downscale_block(
     with _PREDICT_LOCK:
         # the seed of each block depends on its first day only
         return emu.predict(xb, np.asarray(f, np.float32), members=members, mode=mode, seed=seed * 1_000_003 + start)
+
+
+def _find_predictor(datasets: Sequence[xr.Dataset], name: str, file: str | None) -> xr.DataArray:
+    """Predictor ``name`` from the first of ``datasets`` that holds it (else the first dataset's error)."""
+    from downscale.data.io import find_variable
+    from downscale.errors import MissingVariableError
+
+    first: MissingVariableError | None = None
+    for ds in datasets:
+        try:
+            return find_variable(ds, name, file)
+        except MissingVariableError as exc:
+            first = first or exc
+    assert first is not None
+    raise first
 
 
 def _time_bounds(ds: xr.Dataset) -> xr.DataArray | None:

@@ -457,3 +457,103 @@ def test_error_target_grid_mismatch(tmp_path, tiny_bundle, small):
     assert "does not match the emulator's fine grid" in text and "rotated_pole 28x30" in text and "Fix:" in text
     same = next(CORDEX.glob("tas_*historical*.nc"))
     invoke("apply", tiny_bundle, small, "-o", tmp_path / "out", "--target-grid", same, "--no-progress")
+
+
+# ------------------------------------------------------------------------------------------- inputs on two grids
+NCEP = ROOT / "examples" / "data" / "iberia" / "ncep"
+EOBS = ROOT / "examples" / "data" / "iberia" / "eobs"
+NCEP_DAYS = 40
+
+
+def _ncep(var: str) -> Path:
+    grid = "T62" if var in ("tas", "pr") else "2.5deg"
+    return NCEP / f"{var}_day_NCEP-NCAR-R1_{grid}_DJF1983-2002.nc"
+
+
+@pytest.fixture(scope="module")
+def ncep_bundle(tmp_path_factory) -> Path:
+    """A tiny NCEP -> E-OBS bundle (as recipes/emulator-iberia.yaml): tas and pr on T62 (the coarse grid), psl on
+    the 2.5 deg grid, and the RACMO orography (an ``orog_EUR-44_...`` file) regridded onto E-OBS as static field."""
+    from downscale.train.run import train
+
+    folder = tmp_path_factory.mktemp("ncep")
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(f"""
+name: tiny-ncep
+framework: emulator
+data:
+  predictors:
+    tas: {_ncep('tas')}
+    pr: {_ncep('pr')}
+    psl: {_ncep('psl')}
+  targets:
+    tas: {EOBS}/tas_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc
+    pr: {EOBS}/pr_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc
+  static:
+    orog: {CORDEX}/orog_EUR-44_Iberia-subset_derived-from-HSURF-0.11deg_fx.nc
+  static_regrid: bilinear
+  coarse_grid: {_ncep('tas')}
+  regrid: bilinear
+  forcings: [season]
+  periods:
+    train: {{season: DJF, years: [1983, 1983]}}
+model: {{type: simple_cnn, width: 8, coarse_blocks: 1, fine_blocks: 1}}
+train: {{epochs: 1, batch_size: 32}}
+""")
+    train(recipe, folder / "bundle", progress=False)
+    return folder / "bundle"
+
+
+def _ncep_inputs(folder: Path, psl_lat: tuple[float, float] | None = None) -> Path:
+    for var in ("tas", "pr", "psl"):
+        ds = _open(_ncep(var)).isel(time=slice(0, NCEP_DAYS))
+        if var == "psl" and psl_lat is not None:
+            ds = ds.sel(lat=slice(*psl_lat))
+        _write(ds, folder / _ncep(var).name)
+    return folder
+
+
+@pytest.mark.parametrize("halo", ["0", "1"])
+def test_predictors_on_two_grids_are_each_checked_and_regridded_on_their_own(tmp_path, ncep_bundle, halo):
+    """tas and pr on T62 are taken as they are, psl (2.5 deg) is cut and regridded: no input is refused at
+    --halo 1 (the T62 files were), and there is no NaN where the output is valid (psl was NaN at --halo 0)."""
+    inputs = _ncep_inputs(tmp_path / "in")
+    invoke("apply", ncep_bundle, inputs, "-o", tmp_path / "out", "--halo", halo, "--no-progress")
+    emu = downscale.load(ncep_bundle)
+    outs = _outputs(tmp_path / "out")
+    assert sorted(n.split("_")[0] for n in outs) == ["pr", "tas"]
+    valid = np.broadcast_to(emu.valid_mask, (len(emu.targets), *emu.fine_grid.shape))
+    for name, ds in outs.items():
+        var = name.split("_")[0]
+        assert name.startswith(f"{var}_grid-{emu.fine_grid.id[:8]}_")  # not EUR-44: the targets are E-OBS
+        values = ds[var].values
+        assert values.shape[0] == NCEP_DAYS and valid.any()
+        assert np.isfinite(values[:, valid[emu.targets.index(var)]]).all(), name
+    # the same through the Python API: one dataset per grid; the T62 predictors are used unchanged
+    t62 = xr.merge([_open(inputs / _ncep(v).name)[[v]] for v in ("tas", "pr")])
+    x = emu.coarse_fields([t62, _open(inputs / _ncep("psl").name)], halo=float(halo))
+    assert np.allclose(x.sel(channel="tas").values, t62["tas"].values + 273.15, atol=1e-3)  # degC -> K only
+    assert np.isfinite(x.values).all()
+
+
+def test_coverage_is_checked_for_inputs_not_on_the_coarse_grid_only(tmp_path, ncep_bundle):
+    inputs = _ncep_inputs(tmp_path / "in")
+    # the default halo (2 T62 cells, 3.8 deg) is more than the regional 2.5 deg file has: psl is named, not tas
+    text = invoke("apply", ncep_bundle, inputs, "-o", tmp_path / "out", "--no-progress", code=2)
+    assert "variable 'psl'" in text and "halo of 3.8" in text and "tas_day" not in text
+    # psl without its southern row does not cover the domain even at --halo 0
+    short = _ncep_inputs(tmp_path / "short", psl_lat=(37.0, 46.0))
+    text = invoke("apply", ncep_bundle, short, "-o", tmp_path / "out2", "--halo", "0", "--no-progress", code=2)
+    assert "does not cover the emulator's domain" in text and "variable 'psl'" in text
+
+
+def test_output_domain_comes_from_the_target_files(tiny_bundle, ncep_bundle):
+    """CORDEX targets name the domain (EUR-44); E-OBS targets do not, whatever other files of the bundle are
+    called (its static orography comes from an orog_EUR-44_... file): the fine grid names it then."""
+    from downscale.apply.store import domain_name
+
+    cordex, eobs = downscale.load(tiny_bundle), downscale.load(ncep_bundle)
+    assert domain_name(cordex.meta, cordex.fine_grid.id) == "EUR-44"
+    assert any("EUR-44" in str(f) for f in eobs.meta["provenance"]["files"])
+    assert domain_name(eobs.meta, eobs.fine_grid.id) == f"grid-{eobs.fine_grid.id[:8]}"
+    assert domain_name({**eobs.meta, "domain": "Iberia 0.5"}, eobs.fine_grid.id) == "Iberia-0.5"

@@ -4,8 +4,9 @@
 * :func:`scan` opens each file once (lazily) and groups the files into :class:`Projection` s -- one per model,
   experiment and member, from the global attributes, falling back to the DRS name -- picking the files that hold
   each predictor the bundle needs (``ta850`` may come from a ``ta`` file on ``plev``);
-* :func:`domain_box`, :func:`check_covers` and :func:`subset_region` cut a (global) rectilinear input down to the
-  emulator's domain plus a halo before anything is read.
+* :func:`domain_box`, :func:`check_covers`, :func:`read_halo` and :func:`subset_region` cut a (global) rectilinear
+  input down to the emulator's domain plus a halo before anything is read.  Inputs on the emulator's coarse grid
+  are taken as they are; each other input is checked, cut and regridded on its own grid.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "default_halo",
     "domain_box",
     "parse_drs",
+    "read_halo",
     "scan",
     "subset_region",
 ]
@@ -105,6 +107,15 @@ def default_halo(emu: Any) -> float:
     if b is None:  # curvilinear: the mean cell size
         return float(2.0 * np.degrees(np.sqrt(np.median(emu.coarse_grid.cell_area())) / 6_371_000.0))
     return float(2.0 * max(np.abs(np.diff(b[0])).mean(), np.abs(np.diff(b[1])).mean()))
+
+
+def read_halo(source: Any, halo: float) -> float:
+    """The margin in degrees to read around the domain from rectilinear ``source``: ``halo``, but at least one
+    cell of ``source`` itself, so that a coarser input keeps the neighbours its regridding needs at the domain
+    edge.  (Coverage is still checked against ``halo`` alone; reading more than the file has is harmless.)"""
+    cell = max(float(np.abs(np.diff(np.asarray(source.lat_bounds))).max()),
+               float(np.abs(np.diff(np.asarray(source.lon_bounds))).max()))
+    return max(float(halo), cell)
 
 
 def domain_box(grid: Any, halo: float) -> tuple[float, float, float, float]:

@@ -320,20 +320,20 @@ def load_chunk(task: ChunkTask) -> np.ndarray:
     import xarray as xr
 
     from downscale.api import cached_emulator
-    from downscale.apply.inputs import subset_region
+    from downscale.apply.inputs import read_halo, subset_region
     from downscale.data.grids import Grid
 
     emu = cached_emulator(task.bundle, task.bundle_id)
-    data = {}
+    by_grid: dict[str, dict[str, Any]] = {}  # one dataset per grid: merging two grids would pad both with NaN
     with _NC_IO, dask.config.set(scheduler="synchronous"):
         for key, da in _open_sources(task.sources).items():
             da = _select_days(da, task.times)
             grid = Grid.from_dataset(da)
             if grid.id != emu.coarse_grid.id and grid.kind == "rectilinear":
-                da, _ = subset_region(da, grid, emu.coarse_grid, task.halo)
-            data[key] = da.load().assign_coords(time=task.times)
-        ds = xr.Dataset(data, attrs=task.attrs)
-        return np.asarray(emu.coarse_fields(ds, halo=task.halo).values, np.float32)
+                da, grid = subset_region(da, grid, emu.coarse_grid, read_halo(grid, task.halo))
+            by_grid.setdefault(grid.id, {})[key] = da.load().assign_coords(time=task.times)
+        datasets = [xr.Dataset(data, attrs=task.attrs) for data in by_grid.values()]
+        return np.asarray(emu.coarse_fields(datasets, halo=task.halo).values, np.float32)
 
 
 def finish_chunk(task: ChunkTask, x: np.ndarray) -> dict[str, Any]:

@@ -191,15 +191,32 @@ _CORDEX_DOMAIN = re.compile(r"^[A-Z]{3}-\d{2}i?$")
 
 
 def domain_name(meta: dict[str, Any], grid_id: str) -> str:
-    """The domain token of output names: the bundle's ``domain``, else the CORDEX domain of its training
-    targets' file names (``EUR-44``), else ``grid-<id>``."""
+    """The domain token of output names: the bundle's ``domain``, else the CORDEX domain in the file names of its
+    training *targets* (``EUR-44``; the outputs are on their grid), else ``grid-<id>`` of the fine grid.  Other
+    files of the bundle (predictors, static fields such as an ``orog_EUR-44_...`` regridded onto E-OBS, other
+    sources) do not name the output grid and are not looked at."""
     if meta.get("domain"):
         return re.sub(r"[^A-Za-z0-9.+-]", "-", str(meta["domain"]))
-    for f in meta.get("provenance", {}).get("files", []):
-        parts = Path(str(f)).name.split("_")
+    for name in _target_file_names(meta):
+        parts = name.split("_")
         if len(parts) > 2 and _CORDEX_DOMAIN.match(parts[1]):
             return parts[1]
     return f"grid-{grid_id[:8]}"
+
+
+def _target_file_names(meta: dict[str, Any]) -> list[str]:
+    """File names (or glob patterns) of the bundle's training targets: from its recipe, else the provenance
+    files named after a target variable (``tas_...``)."""
+    targets = (meta.get("recipe", {}).get("data") or {}).get("targets") or {}
+    names = []
+    for paths in targets.values() if isinstance(targets, dict) else []:
+        for path in [paths] if isinstance(paths, str) else paths or []:
+            names.append(Path(str(path)).name)
+    if names:
+        return names
+    variables = {t.get("name") for t in meta.get("targets", []) if isinstance(t, dict)}
+    files = [Path(str(f)).name for f in meta.get("provenance", {}).get("files", [])]
+    return [f for f in files if f.split("_")[0] in variables]
 
 
 def output_name(variable: str, domain: str, key: tuple[str, str, str], emulator: str, label: str) -> str:
