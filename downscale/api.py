@@ -75,6 +75,12 @@ class Emulator:
         else:
             self._static = np.zeros((0, *self.fine_grid.shape), np.float32)
         self.valid_mask = bundle.arrays.get("valid_mask")
+        # wet-day frequency adaptation (downscale/train/calibration.py): per-cell thresholds
+        wet = meta.get("postprocess", {}).get("wet_day_adaptation")
+        self._wet: list[tuple[int, np.ndarray]] = []
+        if wet and "wet_day_threshold" in bundle.arrays:
+            thr = bundle.arrays["wet_day_threshold"]
+            self._wet = [(self.targets.index(n), thr[k]) for k, n in enumerate(wet["variables"])]
 
     # -- identity ---------------------------------------------------------
     @property
@@ -189,7 +195,8 @@ class Emulator:
     @property
     def stochastic(self) -> bool:
         """True when the model draws noise: each forward pass is one ensemble member."""
-        return int(self.meta["model"].get("kwargs", {}).get("n_noise", 0) or 0) > 0
+        kwargs = self.meta["model"].get("kwargs", {})
+        return any(int(kwargs.get(k, 0) or 0) > 0 for k in ("n_noise", "noise_maps"))
 
     def predict(
         self,
@@ -231,6 +238,11 @@ class Emulator:
             lo, _ = get_spec(name).plausible
             if lo == 0.0:  # physically non-negative (precipitation): no negative values
                 np.maximum(out[:, :, v], 0.0, out=out[:, :, v])
+        if self._wet:
+            from downscale.train.calibration import apply_wet_day_thresholds
+
+            for v, thr in self._wet:
+                out[:, :, v] = apply_wet_day_thresholds(out[:, :, v], thr)
         if self.valid_mask is not None:
             out = np.where(self.valid_mask[None, None], out, np.nan).astype(np.float32)
         return out if members else out[:, 0]

@@ -104,6 +104,8 @@ class DataSection(_Section):
     static: dict[str, Files] = Field(default_factory=dict)
     static_from_grid: list[Literal["lat", "lon"]] = Field(default_factory=list)
     static_regrid: str | None = None  # e.g. area_mean: static files on another grid are regridded onto the targets'
+    # targets whose per-cell mean over the training days (validation excluded) becomes a static field "<name>_clim"
+    static_climatology: list[str] = Field(default_factory=list)
     forcings: list[str] = Field(default_factory=lambda: ["season"])
     scenario: str = "historical"
     periods: Periods
@@ -116,6 +118,13 @@ class DataSection(_Section):
         if isinstance(value, dict):
             return {k: _as_list(v) for k, v in value.items()}
         return value
+
+    @model_validator(mode="after")
+    def _climatology_of_targets(self) -> DataSection:
+        unknown = [n for n in self.static_climatology if n not in self.targets]
+        if unknown:
+            raise ValueError(f"static_climatology lists {', '.join(unknown)}, which is not a target (targets: {', '.join(self.targets)})")
+        return self
 
 
 class ModelSection(BaseModel):
@@ -163,6 +172,11 @@ class TrainSection(_Section):
     checkpoint_every: int | None = Field(None, ge=1)
     mlflow: str | None = None
     grad_clip: float | None = Field(None, gt=0)
+    # wet-day frequency adaptation: per-cell thresholds, fitted on the training days after training,
+    # below which these (precipitation) targets are set to 0, so that the emulator's frequency of
+    # days >= wet_day_threshold (mm/day) matches the truth's there (see downscale/train/calibration.py)
+    wet_day_adaptation: list[str] = Field(default_factory=list)
+    wet_day_threshold: float = Field(1.0, gt=0)
 
 
 class SourceSpec(_Section):

@@ -71,6 +71,26 @@ class PairedData:
             chosen = np.setdiff1d(chosen, select_period(t, exclude.to_period(), file=self.target_file).values)
         return np.sort(chosen)
 
+    def with_climatology(self, names: list[str], idx: np.ndarray) -> PairedData:
+        """Add the per-cell mean of the targets ``names`` over the days ``idx`` as static fields.
+
+        ``idx`` must be training days only (the caller's split), so that no test
+        or validation information reaches the model.  The fields are named
+        ``<target>_clim`` and stored in the bundle like orography.
+        """
+        import dataclasses
+
+        from downscale.data.variables import CLIMATOLOGY_SUFFIX
+
+        if not names:
+            return self
+        clim = self.y.sel(channel=list(names)).isel(time=idx).mean("time", skipna=True).load()
+        clim = clim.assign_coords(channel=[f"{n}{CLIMATOLOGY_SUFFIX}" for n in names]).reset_coords(drop=True)
+        clim = clim.astype("float32")
+        static = clim if self.static is None else xr.concat([self.static.reset_coords(drop=True), clim], dim="channel")
+        step = f"static {', '.join(map(str, clim['channel'].values))}: per-cell mean of the targets over {len(idx)} training days"
+        return dataclasses.replace(self, static=static, steps=[*self.steps, step])
+
 
 def stack_channels(fields: dict[str, xr.DataArray], dims: tuple[str, str]) -> xr.DataArray:
     """Stack same-grid fields into one (time?, channel, y, x) array."""

@@ -9,7 +9,7 @@ Every field that enters ``downscale`` is converted to the canonical units listed
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from downscale.errors import UnknownNameError
 
@@ -84,6 +84,9 @@ _SPECS: tuple[VariableSpec, ...] = (
 #: name -> spec, in table order.
 VARIABLES: dict[str, VariableSpec] = {spec.name: spec for spec in _SPECS}
 
+#: suffix of the static fields made by ``data.static_climatology``.
+CLIMATOLOGY_SUFFIX = "_clim"
+
 _LEVEL_RE = re.compile(r"^([A-Za-z_]+?)(\d+)$")
 
 
@@ -106,6 +109,9 @@ def get_spec(name: str) -> VariableSpec:
     """
     if name in VARIABLES:
         return VARIABLES[name]
+    if name.endswith(CLIMATOLOGY_SUFFIX):  # a training-period climatology used as a static field
+        spec = get_spec(name[: -len(CLIMATOLOGY_SUFFIX)])
+        return replace(spec, name=name, long_name=f"{spec.long_name}, per-cell mean over the training days")
     base, level = parse_level_name(name)
     if level is not None and base in VARIABLES:
         return VARIABLES[base]

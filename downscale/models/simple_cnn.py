@@ -9,6 +9,9 @@ With ``n_noise > 0`` it is stochastic: the residual blocks become conditioned
 blocks whose norms are modulated (FiLM) by ``c = concat(f, z)`` with fresh noise
 ``z`` at each forward pass (one ensemble member per pass).  With ``n_noise=0``
 (default) the network is unchanged: the same layers and state-dict keys.
+``noise_maps > 0`` adds that many fresh N(0, 1) fields on the fine grid to the
+decoder's input, so that members can differ at the grid scale (a global ``z``
+alone mostly modulates large scales); with a CRPS head the spread is learned.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class SimpleCNN(nn.Module):
         n_forcings: int = 0,
         n_static: int = 0,
         n_noise: int = 0,
+        noise_maps: int = 0,
         width: int = 48,
         coarse_blocks: int = 2,
         fine_blocks: int = 3,
@@ -50,6 +54,9 @@ class SimpleCNN(nn.Module):
     ) -> None:
         super().__init__()
         self.n_forcings, self.n_static, self.n_noise = n_forcings, n_static, n_noise
+        if noise_maps < 0:
+            raise ValueError(f"noise_maps must be >= 0, got {noise_maps}")
+        self.noise_maps = noise_maps
         cond = n_forcings + n_noise
 
         def block() -> nn.Module:
@@ -59,7 +66,7 @@ class SimpleCNN(nn.Module):
 
         self.stem = nn.Conv2d(in_channels + n_forcings, width, 3, padding=1, padding_mode=padding_mode)
         self.coarse = CondSequential(block() for _ in range(coarse_blocks))
-        self.merge = nn.Conv2d(width + in_channels + n_static, width, 3, padding=1, padding_mode=padding_mode)
+        self.merge = nn.Conv2d(width + in_channels + n_static + noise_maps, width, 3, padding=1, padding_mode=padding_mode)
         self.fine = CondSequential(block() for _ in range(fine_blocks))
         self.head = nn.Conv2d(width, out_channels, 1)
 
@@ -72,6 +79,8 @@ class SimpleCNN(nn.Module):
         z = self.coarse(self.stem(inp), c)
         size = tuple(out_shape)
         parts = [resize(z, size), resize(x, size)] + ([s] if self.n_static else [])
+        if self.noise_maps:
+            parts.append(torch.randn(b, self.noise_maps, *size, device=x.device, dtype=z.dtype))
         z = self.fine(self.merge(torch.cat(parts, dim=1)), c)
         return self.head(z)
 

@@ -100,6 +100,10 @@ def train(
     model_kwargs = recipe.model.kwargs()
     check_model_options(recipe.model.type, model_kwargs)  # fail before reading any data
     create_criterion(recipe.loss.type, list(recipe.data.targets), recipe.loss.variables, params=recipe.loss.params)
+    if recipe.train.wet_day_adaptation:
+        from downscale.train.calibration import check_wet_day_targets
+
+        check_wet_day_targets(recipe.train.wet_day_adaptation, list(recipe.data.targets))
     cfg = recipe.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -130,6 +134,7 @@ def train(
         plan.check_variables(paired)
     fit_idx = train_idx if len(train_idx) else pool  # zero-shot: statistics of the new predictors from the period
 
+    paired = paired.with_climatology(recipe.data.static_climatology, fit_idx)
     normaliser = Normaliser.fit(
         paired.x.isel(time=fit_idx), paired.y.isel(time=fit_idx), paired.static
     )
@@ -262,13 +267,21 @@ def train(
     if valid_mask is not None:
         arrays["valid_mask"] = valid_mask
     bundle = Bundle(meta=meta, weights=fit.best_state, arrays=arrays)
+    # the days the emulator saw: the training period (validation included), or the k-shot set
+    seen = np.sort(np.concatenate([train_idx, val_idx])) if shots is not None else paired.indices(periods.train)
+    if cfg.wet_day_adaptation and len(seen):  # per-cell thresholds fitted on those days (never on zero-shot)
+        from downscale.train.calibration import fit_bundle_thresholds
+
+        thr, wet_meta = fit_bundle_thresholds(Emulator(bundle), paired, seen, cfg.wet_day_adaptation, cfg.wet_day_threshold)
+        arrays["wet_day_threshold"] = thr
+        meta["postprocess"] = {"wet_day_adaptation": wet_meta}
+        bundle = Bundle(meta=meta, weights=fit.best_state, arrays=arrays)
 
     scores: list[dict[str, Any]] = []
     if len(test_idx):
         from downscale.evaluate.skill import skill_rows
 
         # the baselines' bias correction sees the days the emulator saw (the k-shot set in few-shot runs)
-        seen = np.sort(np.concatenate([train_idx, val_idx])) if shots is not None else paired.indices(periods.train)
         train_all = seen if len(seen) else pool
         scores = skill_rows(Emulator(bundle), paired, train_all, test_idx, seed=cfg.seed)
         meta["scores"] = {"test": {"period": periods.test.describe(), "days": int(len(test_idx)), "rows": scores}}
