@@ -47,7 +47,7 @@ def test_calendar_period_that_does_not_exist(tmp_path):
 
 
 def test_unknown_recipe_key(tmp_path):
-    path = _recipe(tmp_path, "patience: 8", "patiense: 8")
+    path = _recipe(tmp_path, "patience: 12", "patiense: 12")
     fails("train", path, "-o", tmp_path / "b", match=["recipe.yaml", "train.patiense", "did you mean 'patience'"])
 
 
