@@ -112,12 +112,6 @@ def test_output_folder_not_writable(tmp_path, tiny_bundle, iberia):
     fails("apply", tiny_bundle, iberia / "cmip5", "-o", blocker / "out", match=["output folder", "Fix:"])
 
 
-@pytest.mark.parametrize("verb", ["transfer", "evaluate"])
-def test_verbs_not_built_yet_say_so(verb, tmp_path):
-    args = ["x", "y"] if verb == "transfer" else ["x"]
-    fails(verb, *args, "-o", tmp_path / "o", match=[f"'downscale {verb}' is not available yet"])
-
-
 def test_nan_in_inputs_is_refused(tmp_path, tiny_bundle, iberia):
     bad = tmp_path / "in"
     bad.mkdir()

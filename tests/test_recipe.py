@@ -25,7 +25,8 @@ def test_real_recipe_loads_and_resolves_paths():
     assert recipe.data.periods.train.years == (1983, 1997)
     target = Path(recipe.resolve(recipe.data.targets["tas"][0])).resolve()
     assert target.parent == (ROOT / "examples" / "data" / "iberia" / "cordex").resolve()
-    assert recipe.model.kwargs() == {"width": 48}
+    assert recipe.model.kwargs() == {"width": 64, "fine_blocks": 4}
+    assert recipe.data.static_climatology == ["tas", "pr"] and recipe.train.wet_day_adaptation == ["pr"]
 
 
 def test_unknown_key_names_file_key_and_closest(tmp_path):
@@ -43,7 +44,7 @@ def test_unknown_top_level_and_bad_value(tmp_path):
     with pytest.raises(RecipeError, match="unknown recipe key 'trian'.*did you mean 'train'"):
         load_recipe(_write(tmp_path, base + "\ntrian: {}\n"))
     with pytest.raises(RecipeError, match="train.epochs"):
-        load_recipe(_write(tmp_path, base.replace("epochs: 30", "epochs: many")))
+        load_recipe(_write(tmp_path, base.replace("epochs: 50", "epochs: many")))
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(_write(tmp_path, "name: [unclosed"))
 

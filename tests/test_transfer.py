@@ -35,7 +35,7 @@ def meta(bundle: Path) -> dict:
 @pytest.fixture(scope="module")
 def transferred(tiny_bundle, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("transfer") / "k10"
-    invoke("transfer", tiny_bundle, TRANSFER, "-o", out, *QUICK)
+    invoke("transfer", tiny_bundle, TRANSFER, "-o", out, *QUICK, "--set", "transfer.normaliser=parent")
     return out
 
 
@@ -55,7 +55,7 @@ def test_transfer_writes_a_bundle_with_lineage(transferred, tiny_bundle):
     # same predictors and static field: every tensor transferred, nothing skipped
     assert load["transferred"] == len(load["transferred_keys"]) > 0
     assert load["skipped"] == {} and load["initialised"] == []
-    # the parent's normaliser for the variables it has
+    # the parent's normaliser for the variables it has (normaliser: parent; the recipe itself refits)
     assert m["normaliser"]["targets"]["tas"] == parent["normaliser"]["targets"]["tas"]
     assert "target:tas" in lineage["normaliser"]["inherited"]
 
@@ -123,13 +123,20 @@ def test_zero_shot_adapted_model_computes_what_the_parent_computes(tiny_bundle, 
     assert m["training"]["epochs_run"] == 0 and m["lineage"]["shots"]["train_days"] == []
     adapted = m["lineage"]["loading"]["adapted"]
     assert set(adapted) == {"stem.weight", "merge.weight"} and "added x:psl" in adapted["stem.weight"]
+    # no statistics of the new targets in a zero-shot bundle: they are the parent's
+    assert m["normaliser"]["targets"] == meta(tiny_bundle)["normaliser"]["targets"]
     parent, child = downscale.load(tiny_bundle), downscale.load(out)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 3, 6, 8, generator=g)  # tas, psl, pr on the NCEP grid
     f = torch.randn(4, len(parent.meta["forcing_names"]), generator=g)
+    # zero-shot has no training day, so no climatology statics: the child keeps orography only, and
+    # computes what the parent computes with its climatology channels at zero
+    assert parent.static_names == ["orog", "tas_clim", "pr_clim"] and child.static_names == ["orog"]
+    assert "dropped s:tas_clim, s:pr_clim" in adapted["merge.weight"]
     s = torch.randn(4, 1, 19, 29, generator=g)
+    s_parent = torch.cat([s, torch.zeros(4, 2, 19, 29)], dim=1)
     with torch.no_grad():
-        a = parent.model(x[:, [0, 2]], f, s, (19, 29))
+        a = parent.model(x[:, [0, 2]], f, s_parent, (19, 29))
         b = child.model(x, f, s, (19, 29))
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert "rmse" in {r["metric"] for r in m["scores"]["test"]["rows"]}
@@ -193,7 +200,7 @@ def test_reset_head_keeps_the_rows_of_shared_targets(tiny_bundle, tmp_path):
     out = tmp_path / "tas-only"
     eobs = "../examples/data/iberia/eobs/tas_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc"
     invoke("transfer", tiny_bundle, TRANSFER, "-o", out, *QUICK, "--set", f"data.targets={{tas: {eobs}}}",
-           "--set", "train.lr=1e-12")
+           "--set", "data.static_climatology=[tas]", "--set", "train.lr=1e-12")
     lineage = meta(out)["lineage"]
     assert "output rows by target" in lineage["loading"]["adapted"]["head.weight"]
     parent, child = load_bundle(tiny_bundle).weights, load_bundle(out).weights
@@ -212,8 +219,11 @@ def test_scratch_recipe_trains_on_the_same_days(tmp_path, transferred):
 def test_resume_needs_the_bundles_variables(tiny_bundle, tmp_path):
     eobs = "../examples/data/iberia/eobs/tas_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc"
     result = invoke("transfer", tiny_bundle, TRANSFER, "-o", tmp_path / "r", *QUICK, "--set", "transfer.loading=resume",
-                    "--set", f"data.targets={{tas: {eobs}}}", code=2)
-    assert "resume needs the bundle's targets" in " ".join(result.output.split())
+                    "--set", f"data.targets={{tas: {eobs}}}", "--set", "data.static_climatology=[tas]",
+                    code=2)
+    text = " ".join(result.output.split())
+    # the first variables that differ are the climatology statics (pr_clim needs the pr target)
+    assert "missing pr_clim" in text and "resume needs identical variables" in text
 
 
 def test_lora_adapters_are_merged_into_a_plain_bundle(tiny_bundle, tmp_path):

@@ -130,16 +130,18 @@ def train(
         train_idx, val_idx = shots.train, shots.validation
         if len(train_idx) == 0 and plan is None:
             raise RecipeError("data.shots selects no training day", fix="zero-shot (days: 0) needs 'downscale transfer'")
+    # climatology statics come from training days only: a zero-shot run has none, so it has none of them
+    zero_shot = len(train_idx) == 0
+    paired = paired.with_climatology([] if zero_shot else recipe.data.static_climatology, train_idx)
     if plan is not None:
         plan.check_variables(paired)
     fit_idx = train_idx if len(train_idx) else pool  # zero-shot: statistics of the new predictors from the period
 
-    paired = paired.with_climatology(recipe.data.static_climatology, fit_idx)
     normaliser = Normaliser.fit(
         paired.x.isel(time=fit_idx), paired.y.isel(time=fit_idx), paired.static
     )
     if plan is not None:
-        normaliser = plan.normaliser(normaliser)
+        normaliser = plan.normaliser(normaliser, zero_shot=zero_shot)
     cache = recipe.resolve(recipe.data.cache) if recipe.data.cache else None
     train_set = SampleDataset(materialise(paired, normaliser, train_idx, cache=cache, name="train"))
     val_set = SampleDataset(materialise(paired, normaliser, val_idx, cache=cache, name="validation")) if len(val_idx) else None

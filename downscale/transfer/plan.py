@@ -99,8 +99,11 @@ class TransferPlan:
 
     # ------------------------------------------------------------------ normaliser
 
-    def normaliser(self, fitted: Any) -> Any:
-        """The bundle's statistics for the variables it has (``normaliser: parent``), else ``fitted``'s."""
+    def normaliser(self, fitted: Any, *, zero_shot: bool = False) -> Any:
+        """The bundle's statistics for the variables it has (``normaliser: parent``), else ``fitted``'s.
+
+        Zero-shot (no training day of the new pair): the targets' statistics are always the bundle's,
+        so that nothing about the new targets reaches the model."""
         from downscale.data.normalise import Normaliser
 
         parent = Normaliser.from_dict(self.meta["normaliser"])
@@ -111,7 +114,7 @@ class TransferPlan:
             new = dict(getattr(fitted, group))
             old = getattr(parent, group)
             for name in list(new):
-                if inherit and name in old:
+                if (inherit or (zero_shot and group == "targets")) and name in old:
                     new[name] = old[name]
                     record["inherited"].append(f"{group[:-1] if group != 'static' else group}:{name}")
                 else:
