@@ -143,7 +143,8 @@ def transfer(
 ) -> None:
     """Fine-tune a pretrained bundle on a new GCM/RCM pair or domain (k-shot: data.shots; zero-shot: days 0)."""
     from downscale.bundle import load_bundle
-    from downscale.transfer.run import load_transfer_recipe, transfer as transfer_fn
+    from downscale.transfer.run import load_transfer_recipe
+    from downscale.transfer.run import transfer as transfer_fn
 
     def run() -> Any:
         parent = load_bundle(bundle)
@@ -173,13 +174,6 @@ def evaluate(
         console.print(f"[bold yellow]note:[/] {note}", markup=True, highlight=False, soft_wrap=True)
     out.print(f"{len(result.rows)} scores, {len(result.figures)} figures; report written to "
               f"{result.out_dir / 'report.html'} in {result.seconds:.0f} s", highlight=False, soft_wrap=True)
-
-
-def _not_yet(verb: str, error: type) -> Callable[[], None]:
-    def fail() -> None:
-        raise error(f"'downscale {verb}' is not available yet in this version", fix="see the project's issues for its status")
-
-    return fail
 
 
 @app.command("models")

@@ -30,9 +30,8 @@ def trained_bundle(tmp_path_factory) -> Path:
     """The real perfect-model Iberia recipe, trained once through the CLI; on a shorter schedule
     and a narrower network than the recipe's (which takes ~7 min on 2 cores and is measured in
     docs/skill.md), so that the suite stays fast.  Everything else is the recipe's."""
-    from typer.testing import CliRunner
-
     from downscale.cli.main import app
+    from typer.testing import CliRunner
 
     out = tmp_path_factory.mktemp("bundle") / "perfect-model-iberia"
     shorter = ["--set", "model.width=32", "--set", "model.fine_blocks=3", "--set", "train.epochs=15"]

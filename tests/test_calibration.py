@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from downscale.train.calibration import MM_DAY, apply_wet_day_thresholds, fit_wet_day_thresholds
+from downscale.train.calibration import (
+    MM_DAY,
+    apply_wet_day_thresholds,
+    fit_wet_day_thresholds,
+)
 
 
 def _drizzle(seed: int = 0, days: int = 400):

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from downscale.cli.main import app
 from typer.testing import CliRunner
 
 import downscale
-from downscale.cli.main import app
 from downscale.data.calendar import Period, select_period
 from downscale.data.grids import Grid
 from downscale.data.io import open_dataset, open_variable

@@ -15,9 +15,8 @@ IBERIA = ROOT / "examples" / "data" / "iberia"
 
 @pytest.fixture(scope="module")
 def report(tiny_bundle, tmp_path_factory):
-    from typer.testing import CliRunner
-
     from downscale.cli.main import app
+    from typer.testing import CliRunner
 
     tmp = tmp_path_factory.mktemp("evaluate")
     racmo = IBERIA / "cordex"
@@ -138,9 +137,9 @@ def test_every_metric_is_logged_to_mlflow(report):
 def test_a_stochastic_emulator_gets_ensemble_scores(tmp_path):
     """A noise-conditioned DeepESD trained with the CRPS loss for one epoch: its ensemble is scored (CRPS, rank
     histogram and its figure); the baselines get the CRPS of one member."""
+    from downscale.cli.main import app
     from typer.testing import CliRunner
 
-    from downscale.cli.main import app
     from downscale.recipe import load_recipe
     from downscale.train.run import train
 

@@ -128,9 +128,8 @@ def test_the_config_loads_and_rejects_bad_entries_in_one_line(tmp_path):
 
 
 def test_the_cli_turns_a_bad_config_into_one_line(tmp_path):
-    from typer.testing import CliRunner
-
     from downscale.cli.main import app
+    from typer.testing import CliRunner
 
     path = _write(tmp_path, GOOD + "metrics: [{type: index_bias, index: rx1dy}]\n")
     result = CliRunner().invoke(app, ["evaluate", str(path), "-o", str(tmp_path / "out"), "--no-progress"])

@@ -10,7 +10,12 @@ import torch
 from scipy import stats as sps
 
 from downscale.data.normalise import Stats
-from downscale.train.heads import AsymmetricHead, BernoulliGammaHead, CRPSHead, sample_gamma
+from downscale.train.heads import (
+    AsymmetricHead,
+    BernoulliGammaHead,
+    CRPSHead,
+    sample_gamma,
+)
 from downscale.train.losses import HEADS, create_criterion
 
 B, H, W = 2, 5, 6

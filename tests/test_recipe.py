@@ -3,9 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from downscale.cli.main import app
 from typer.testing import CliRunner
 
-from downscale.cli.main import app
 from downscale.errors import RecipeError, UnknownNameError
 from downscale.models import create_model
 from downscale.recipe import load_recipe

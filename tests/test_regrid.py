@@ -295,7 +295,7 @@ def test_conservative_there_and_back_keeps_the_area_mean():
     up = create_regridder(fine, coarse, "conservative")(values)
     back = create_regridder(coarse, fine, "conservative")(up)
     w_f, w_c = fine.cell_area(), coarse.cell_area()
-    mean = lambda v, w: (v * w).sum(axis=(-2, -1)) / w.sum()  # noqa: E731
+    mean = lambda v, w: (v * w).sum(axis=(-2, -1)) / w.sum()
     np.testing.assert_allclose(mean(up.values, w_c), mean(values.values, w_f), rtol=1e-10)
     np.testing.assert_allclose(mean(back.values, w_f), mean(values.values, w_f), rtol=1e-10)
     # and each coarse cell is the area mean of its 2x2 block

@@ -8,8 +8,6 @@ start): the very code behind the lazy ``Emulator.downscale`` of the Python API.
 
 from __future__ import annotations
 
-import threading
-
 import contextlib
 import datetime as _dt
 import gc
@@ -17,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import warnings
 from collections import OrderedDict

@@ -239,7 +239,7 @@ class Grid:
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description (lists of floats); :meth:`from_dict` gives back an equal grid."""
-        lst = lambda a: None if a is None else np.asarray(a, dtype=np.float64).tolist()  # noqa: E731
+        lst = lambda a: None if a is None else np.asarray(a, dtype=np.float64).tolist()
         curv = self.kind == "curvilinear"
         return {"kind": self.kind, "dims": list(self.dims), "id": self.id,
                 "lat": lst(self.lat) if self.kind != "rotated_pole" else None,
@@ -443,7 +443,7 @@ def _read_grid(cls: type[Grid], ds: xr.Dataset, file: str | None) -> Grid:
 
 def _cf(ds: xr.Dataset) -> Any:
     """The cf-xarray accessor (importing cf_xarray registers it; done on first use, not at import)."""
-    import cf_xarray  # noqa: F401, PLC0415
+    import cf_xarray  # noqa: F401
 
     return ds.cf
 

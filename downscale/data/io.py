@@ -22,7 +22,13 @@ import xarray as xr
 from downscale.data.calendar import calendar_of, time_step_seconds, time_values
 from downscale.data.units import Conversion, to_canonical
 from downscale.data.variables import VARIABLES, parse_level_name
-from downscale.errors import CalendarError, DataError, GridMismatchError, MissingVariableError, UnitsError
+from downscale.errors import (
+    CalendarError,
+    DataError,
+    GridMismatchError,
+    MissingVariableError,
+    UnitsError,
+)
 
 __all__ = [
     "TIME_CHUNK",
@@ -180,7 +186,7 @@ def _by_standard_name(ds: xr.Dataset, name: str, base: str, level: int | None) -
     import cf_xarray  # noqa: F401  (registers the .cf accessor)
 
     by_sn = {k: [v for v in vs if v in ds.data_vars] for k, vs in ds.cf.standard_names.items()}
-    if name in by_sn and by_sn[name]:
+    if by_sn.get(name):
         return by_sn[name]
     spec = VARIABLES.get(base)
     if spec is None:

@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from downscale.data.calendar import calendar_of, days_in_year, time_step_seconds, time_values
+from downscale.data.calendar import (
+    calendar_of,
+    days_in_year,
+    time_step_seconds,
+    time_values,
+)
 from downscale.data.variables import get_spec
 from downscale.errors import UnitsError
 

@@ -26,6 +26,12 @@ from downscale.evaluate.baselines import (
     correction_kind,
     create_baseline,
 )
+from downscale.evaluate.metric_registry import (
+    METRICS,
+    Metric,
+    create_metric,
+    register_metric,
+)
 from downscale.evaluate.metrics import (
     bias,
     climate_change_signal,
@@ -40,14 +46,13 @@ from downscale.evaluate.metrics import (
     wet_day_frequency,
     wet_day_frequency_abs_bias,
 )
-from downscale.evaluate.metric_registry import METRICS, Metric, create_metric, register_metric
 
 __all__ = [
     "BASELINES",
     "METRICS",
-    "Metric",
     "BiasCorrectedBilinear",
     "Bilinear",
+    "Metric",
     "bias",
     "bilinear",
     "climate_change_signal",

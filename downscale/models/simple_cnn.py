@@ -20,7 +20,12 @@ import torch
 from torch import nn
 
 from downscale.models.factory import register_model
-from downscale.models.layers import ConditionedBlock, CondSequential, noise_and_forcings, resize
+from downscale.models.layers import (
+    ConditionedBlock,
+    CondSequential,
+    noise_and_forcings,
+    resize,
+)
 
 __all__ = ["SimpleCNN"]
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from downscale.errors import RecipeError
 
-__all__ = ["MM_DAY", "fit_wet_day_thresholds", "apply_wet_day_thresholds"]
+__all__ = ["MM_DAY", "apply_wet_day_thresholds", "fit_wet_day_thresholds"]
 
 #: 1 mm/day of liquid water in kg m-2 s-1 (canonical precipitation units).
 MM_DAY = 1.0 / 86400.0
@@ -100,7 +100,7 @@ def fit_bundle_thresholds(emulator: Any, paired: Any, idx: np.ndarray, names: li
     meta = {
         "variables": list(names),
         "wet_day_threshold_mm_day": float(wet_mm_day),
-        "fitted_on_days": int(len(idx)),
+        "fitted_on_days": len(idx),
         "method": "per-cell frequency adaptation (Themessl et al. 2012): predictions below the cell's threshold are set to 0",
     }
     return thr, meta

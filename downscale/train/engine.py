@@ -480,7 +480,13 @@ class Trainer:
     # ------------------------------------------------------------------ fit
 
     def fit(self, train_loader: Any, val_loader: Any = None) -> FitResult:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         from downscale.train.checkpoint import restore_rng
 

@@ -138,4 +138,4 @@ def create_criterion(
 
 
 # Further heads (asymmetric, bernoulli_gamma, crps) register themselves on import.
-from downscale.train import heads as _heads  # noqa: E402,F401
+from downscale.train import heads as _heads  # noqa: F401

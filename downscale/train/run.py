@@ -81,7 +81,7 @@ def train(
 
     from downscale import __version__
     from downscale.api import Emulator
-    from downscale.bundle import Bundle, load_bundle, save_bundle
+    from downscale.bundle import Bundle, save_bundle
     from downscale.data.dataset import SampleDataset, materialise
     from downscale.data.normalise import Normaliser
     from downscale.data.pairing import build_pairs
@@ -89,7 +89,11 @@ def train(
     from downscale.models.factory import check_model_options
     from downscale.recipe import Recipe, load_recipe
     from downscale.train import distributed as dist
-    from downscale.train.checkpoint import CheckpointStore, checkpoint_folder, recipe_fingerprint
+    from downscale.train.checkpoint import (
+        CheckpointStore,
+        checkpoint_folder,
+        recipe_fingerprint,
+    )
     from downscale.train.engine import Trainer, seed_everything
     from downscale.train.losses import create_criterion
 
@@ -223,7 +227,7 @@ def train(
             **({"validation": periods.validation.describe()} if periods.validation else {}),
             **({"test": periods.test.describe()} if periods.test else {}),
         },
-        "samples": {"train": int(len(train_idx)), "validation": int(len(val_idx))},
+        "samples": {"train": len(train_idx), "validation": len(val_idx)},
         **({"shots": shots.record} if shots is not None else {}),
         **({"sources": sources} if sources else {}),
         "conversions": paired.conversions,
@@ -286,9 +290,9 @@ def train(
         # the baselines' bias correction sees the days the emulator saw (the k-shot set in few-shot runs)
         train_all = seen if len(seen) else pool
         scores = skill_rows(Emulator(bundle), paired, train_all, test_idx, seed=cfg.seed)
-        meta["scores"] = {"test": {"period": periods.test.describe(), "days": int(len(test_idx)), "rows": scores}}
+        meta["scores"] = {"test": {"period": periods.test.describe(), "days": len(test_idx), "rows": scores}}
     bundle_id = save_bundle(out_dir, bundle)
     write_history(out_dir, fit.history_rows())  # training_log.csv and .json
     tracker.finish(out_dir)
     store.remove()
-    return TrainResult(out_dir, bundle_id, scores, int(len(test_idx)), time.perf_counter() - t_start)
+    return TrainResult(out_dir, bundle_id, scores, len(test_idx), time.perf_counter() - t_start)

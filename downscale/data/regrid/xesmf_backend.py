@@ -29,7 +29,7 @@ _XE_METHODS = {"bilinear": "bilinear", "conservative": "conservative", "nearest"
 
 def _import_xesmf() -> Any:
     try:
-        import xesmf  # noqa: PLC0415 - optional, heavy
+        import xesmf
     except Exception as exc:  # noqa: BLE001 - ImportError, or esmpy failing to load its library
         raise RegridError(f"the xesmf regrid backend is not available ({type(exc).__name__}: {exc})",
                           fix=XESMF_FIX) from None
