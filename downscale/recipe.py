@@ -38,20 +38,38 @@ __all__ = [
 ]
 
 
-class _Section(BaseModel):
+class ConfigSection(BaseModel):
+    """A section of a YAML config (recipe, evaluation config): unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 Files = list[str]
 
 
-def _as_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return [value]
+def files_as_lists(value: Any) -> Any:
+    """``{var: "a.nc"}`` -> ``{var: ["a.nc"]}``: one file, glob or folder, or a list of them, per variable."""
+    if isinstance(value, dict):
+        return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
     return value
 
 
-class PeriodSpec(_Section):
+class RootedConfig(ConfigSection):
+    """A whole config read from a file: ``root`` is its folder, against which file patterns resolve."""
+
+    root: str = Field(".", exclude=True)
+
+    def resolve(self, pattern: str) -> str:
+        path = Path(pattern).expanduser()
+        if path.is_absolute():
+            return str(path)
+        return os.path.normpath(Path(self.root) / path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"root"})
+
+
+class PeriodSpec(ConfigSection):
     """A period: season years (``years: [1983, 1997]``), a season and/or dates."""
 
     years: tuple[int, int] | None = None
@@ -68,13 +86,13 @@ class PeriodSpec(_Section):
         return self.to_period().describe()
 
 
-class Periods(_Section):
+class Periods(ConfigSection):
     train: PeriodSpec
     validation: PeriodSpec | None = None
     test: PeriodSpec | None = None
 
 
-class ShotsSpec(_Section):
+class ShotsSpec(ConfigSection):
     """Few-shot training: ``days`` (or whole ``winters``) drawn reproducibly (``seed``) from
     ``periods.train``, stratified by ``season`` (by month when the data hold one season only),
     ``month`` or ``none``.  ``validation`` is the fraction of the k-shot set held out for early
@@ -93,7 +111,7 @@ class ShotsSpec(_Section):
         return self
 
 
-class DataSection(_Section):
+class DataSection(ConfigSection):
     """Where the data comes from and how it is paired.
 
     ``targets`` and ``predictors`` map a variable name (``tas``, ``pr``, ``ta850``)
@@ -119,12 +137,7 @@ class DataSection(_Section):
     shots: ShotsSpec | None = None  # few-shot: train on k days / k winters drawn from periods.train
     cache: str | None = None
 
-    @field_validator("targets", "predictors", "static", mode="before")
-    @classmethod
-    def _files_as_lists(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: _as_list(v) for k, v in value.items()}
-        return value
+    _lists = field_validator("targets", "predictors", "static", mode="before")(files_as_lists)
 
     @model_validator(mode="after")
     def _climatology_of_targets(self) -> DataSection:
@@ -144,7 +157,7 @@ class ModelSection(BaseModel):
         return dict(self.model_extra or {})
 
 
-class LossSection(_Section):
+class LossSection(ConfigSection):
     """``type`` is the loss of every target; ``variables`` overrides it per variable
     (e.g. ``{pr: bernoulli_gamma}``); ``params`` holds per-loss options
     (e.g. ``{asymmetric: {gamma_shape: ...}}``); ``members`` is the ensemble size drawn
@@ -156,7 +169,7 @@ class LossSection(_Section):
     members: int = Field(2, ge=1)
 
 
-class TrainSection(_Section):
+class TrainSection(ConfigSection):
     """Training settings.  ``batch_size`` is the global batch (split over DDP ranks);
     ``accumulate`` micro-batches make one optimiser step; ``amp`` is ``auto`` (bf16 on
     GPUs that support it, off on CPU), ``bf16``, ``fp16`` or ``off``; ``checkpoint_every``
@@ -186,7 +199,7 @@ class TrainSection(_Section):
     wet_day_threshold: float = Field(1.0, gt=0)
 
 
-class SourceSpec(_Section):
+class SourceSpec(ConfigSection):
     """Another pair or domain mixed into training: a recipe file (its ``data`` and ``framework``) and
     its sampling weight.  Each source keeps its own normaliser; every batch comes from one source."""
 
@@ -195,7 +208,7 @@ class SourceSpec(_Section):
     set: list[str] = Field(default_factory=list)  # overrides of that recipe, e.g. ["data.shots.days=90"]
 
 
-class LoRASpec(_Section):
+class LoRASpec(ConfigSection):
     """Low-rank adapters on the convolutions/linear layers under ``modules`` (names or globs); the
     pretrained weights there are frozen and the updates merged into them when training ends."""
 
@@ -204,7 +217,7 @@ class LoRASpec(_Section):
     alpha: float = Field(4.0, gt=0)
 
 
-class TransferSection(_Section):
+class TransferSection(ConfigSection):
     """How ``downscale transfer`` reuses a pretrained bundle (see ``downscale.transfer``).
 
     ``loading``: ``weights_only`` (every tensor of the bundle whose name the new model has; a shape
@@ -231,12 +244,12 @@ class TransferSection(_Section):
     weight: float = Field(1.0, gt=0)
 
 
-class ApplySection(_Section):
+class ApplySection(ConfigSection):
     chunk_days: int = Field(365, ge=1)
     halo: float | None = Field(None, ge=0)  # degrees around the domain read from inputs; None: 2 coarse cells
 
 
-class Recipe(_Section):
+class Recipe(RootedConfig):
     name: str
     framework: Literal["emulator", "perfect_model"]
     data: DataSection
@@ -246,29 +259,33 @@ class Recipe(_Section):
     apply: ApplySection = ApplySection()
     transfer: TransferSection | None = None
     evaluate: dict[str, Any] | None = None
-    # where the recipe was read from; file patterns are relative to its folder
-    root: str = Field(".", exclude=True)
 
-    def resolve(self, pattern: str) -> str:
-        path = Path(pattern).expanduser()
-        if path.is_absolute():
-            return str(path)
-        return os.path.normpath(Path(self.root) / path)
+    @model_validator(mode="after")
+    def _wet_day_adaptation_of_precipitation(self) -> Recipe:
+        from downscale.data.variables import get_spec
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"root"})
+        for name in self.train.wet_day_adaptation:
+            if name not in self.data.targets:
+                raise ValueError(f"train.wet_day_adaptation lists {name}, which is not a target "
+                                 f"(targets: {', '.join(self.data.targets)})")
+            if get_spec(name).units != "kg m-2 s-1":
+                raise ValueError(f"train.wet_day_adaptation applies to precipitation only, not {name}")
+        return self
 
 
-def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: Any = Recipe
+def _section_model(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model of the section that holds the key at ``loc`` (list indices are stepped over)."""
+    model: Any = root
     for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return None
         field = model.model_fields.get(str(part))
         if field is None:
             return None
         model = field.annotation
-        # unwrap Optional[...] / X | None
+        # unwrap Optional[...] / X | None / list[X]
         args = getattr(model, "__args__", None)
         if args:
             model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), model)
@@ -277,28 +294,48 @@ def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return None
 
 
-def _explain(err: ValidationError, file: str) -> RecipeError:
+def explain_validation_error(err: ValidationError, file: str, root: type[BaseModel], noun: str = "recipe key") -> RecipeError:
+    """The first pydantic error as one line naming the key, the file and the fix."""
     first = err.errors()[0]
     loc = tuple(first["loc"])
-    where = ".".join(str(p) for p in loc)
+    where = ".".join(str(p) for p in loc) or "(top level)"
     if first["type"] == "extra_forbidden":
-        section = _section_model(loc)
-        valid = sorted(section.model_fields) if section else []
-        valid = [v for v in valid if v != "root"]
+        section = _section_model(root, loc)
+        valid = [v for v in sorted(section.model_fields) if v != "root"] if section else []
         near = closest(str(loc[-1]), valid)
         return RecipeError(
-            f"unknown recipe key '{where}'",
+            f"unknown {noun} '{where}'",
             file=file,
             expected=f"one of {', '.join(valid)}" if valid else None,
             fix=f"did you mean '{near}'?" if near else "remove it",
         )
     if first["type"] == "missing":
-        return RecipeError(f"missing recipe key '{where}'", file=file, fix=f"add '{loc[-1]}' to the recipe")
-    return RecipeError(
-        f"invalid value for '{where}': {first['msg']}",
-        file=file,
-        found=repr(first.get("input"))[:80],
-    )
+        return RecipeError(f"missing {noun} '{where}'", file=file, fix=f"add '{loc[-1]}'")
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return RecipeError(f"invalid value for '{where}': {msg}", file=file, found=repr(first.get("input"))[:80])
+
+
+def read_config(path: Path, model: type[RootedConfig], what: str, overrides: list[str] | None,
+                noun: str = "recipe key") -> Any:
+    """Read a YAML config file into ``model``: one-line errors for a missing file, bad YAML, a value
+    that is not a mapping, bad overrides (``KEY=VALUE``, dotted keys) and invalid keys or values."""
+    if not path.is_file():
+        raise RecipeError(f"{what} not found", file=path, fix="check the path")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"not valid YAML{where}", file=path, fix="fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"a {what} must be a YAML mapping", file=path, found=type(raw).__name__)
+    raw = apply_overrides(raw, list(overrides or []), str(path))
+    if "root" in raw:
+        raise RecipeError(f"unknown {noun} 'root'", file=path, fix="remove it")
+    try:
+        return model.model_validate({**raw, "root": str(path.resolve().parent)})
+    except ValidationError as err:
+        raise explain_validation_error(err, str(path), model, noun) from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], file: str) -> dict[str, Any]:
@@ -323,24 +360,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], file: str) -> dic
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read and validate a recipe file; ``overrides`` (``KEY=VALUE``, dotted keys) are applied first."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError("recipe file not found", file=path, fix="check the path")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"not valid YAML{where}", file=path, fix="fix the YAML syntax") from None
-    if not isinstance(raw, dict):
-        raise RecipeError("a recipe must be a YAML mapping", file=path, found=type(raw).__name__)
-    raw = apply_overrides(raw, list(overrides or []), str(path))
-    if "root" in raw:
-        raise RecipeError("unknown recipe key 'root'", file=path, fix="remove it")
-    try:
-        return Recipe.model_validate({**raw, "root": str(path.resolve().parent)})
-    except ValidationError as err:
-        raise _explain(err, str(path)) from None
+    return read_config(Path(path), Recipe, "recipe file", overrides)
 
 
 def recipe_from_dict(data: dict[str, Any], root: str | Path = ".") -> Recipe:
@@ -348,4 +368,4 @@ def recipe_from_dict(data: dict[str, Any], root: str | Path = ".") -> Recipe:
     try:
         return Recipe.model_validate({**data, "root": str(root)})
     except ValidationError as err:
-        raise _explain(err, "<recipe>") from None
+        raise explain_validation_error(err, "<recipe>", Recipe) from None

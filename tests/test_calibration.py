@@ -65,14 +65,15 @@ def test_shape_mismatch_is_refused():
         fit_wet_day_thresholds(np.zeros((3, 2, 2)), np.zeros((3, 2, 3)))
 
 
-def test_wet_day_adaptation_of_a_non_precipitation_target_is_refused():
+def test_wet_day_adaptation_of_a_non_precipitation_target_is_refused(root):
     from downscale.errors import RecipeError
-    from downscale.train.calibration import check_wet_day_targets
+    from downscale.recipe import load_recipe
 
-    with pytest.raises(RecipeError, match="precipitation only"):
-        check_wet_day_targets(["tas"], ["tas", "pr"])
-    with pytest.raises(RecipeError, match="not a target"):
-        check_wet_day_targets(["prr"], ["tas", "pr"])
+    recipe = root / "recipes" / "perfect-model-iberia.yaml"
+    with pytest.raises(RecipeError, match="precipitation only, not tas"):
+        load_recipe(recipe, ["train.wet_day_adaptation=[tas]"])
+    with pytest.raises(RecipeError, match="lists prr, which is not a target"):
+        load_recipe(recipe, ["train.wet_day_adaptation=[prr]"])
 
 
 def test_bundle_stores_and_applies_the_thresholds(tmp_path, root):

@@ -32,18 +32,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from downscale.errors import RecipeError, closest
-from downscale.recipe import PeriodSpec
+from downscale.errors import closest
+from downscale.recipe import (
+    ConfigSection,
+    Files,
+    PeriodSpec,
+    RootedConfig,
+    files_as_lists,
+    read_config,
+)
 
 __all__ = ["DEFAULT_METRICS", "EmulatorSpec", "EvaluateConfig", "ReferenceSpec", "TestCase", "load_evaluate_config"]
 
@@ -77,20 +80,7 @@ DEFAULT_METRICS: list[Any] = [
 ]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Files = list[str]
-
-
-def _files_as_lists(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
-    return value
-
-
-class EmulatorSpec(_Section):
+class EmulatorSpec(ConfigSection):
     """An emulator bundle.  ``recipe``: the recipe it was trained from, whose training period fits the
     bias-corrected baseline (default: the copy stored in the bundle, its paths read relative to the config)."""
 
@@ -99,7 +89,7 @@ class EmulatorSpec(_Section):
     recipe: str | None = None
 
 
-class ReferenceSpec(_Section):
+class ReferenceSpec(ConfigSection):
     """The historical reference of a climate-change signal: its target, predictors, period and scenario."""
 
     target: dict[str, Files]
@@ -107,10 +97,10 @@ class ReferenceSpec(_Section):
     period: PeriodSpec
     scenario: str = "historical"
 
-    _lists = field_validator("target", "predictors", mode="before")(_files_as_lists)
+    _lists = field_validator("target", "predictors", mode="before")(files_as_lists)
 
 
-class TestCase(_Section):
+class TestCase(ConfigSection):
     """One test: predictors (files per variable, or None for the upscaled target), target files, period,
     ``perfect`` (day-matched: every metric) or ``imperfect`` (not day-matched: distributions and the
     climate-change signal only), domain label, the scenario of the forcings, and an optional reference."""
@@ -127,7 +117,7 @@ class TestCase(_Section):
     reference: ReferenceSpec | None = None
     note: str | None = None
 
-    _lists = field_validator("target", "predictors", mode="before")(_files_as_lists)
+    _lists = field_validator("target", "predictors", mode="before")(files_as_lists)
 
     @model_validator(mode="after")
     def _imperfect_needs_predictors(self) -> TestCase:
@@ -140,7 +130,7 @@ class TestCase(_Section):
         return self.title or self.name
 
 
-class EvaluateConfig(_Section):
+class EvaluateConfig(RootedConfig):
     """The whole evaluation: emulators, tests, baselines, metrics and options.
 
     ``members``: ensemble size drawn from stochastic emulators (ensemble metrics, and the ensemble-mean
@@ -157,7 +147,6 @@ class EvaluateConfig(_Section):
     seed: int = 0
     figures: bool = True
     mlflow: str | None = None
-    root: str = Field(".", exclude=True)
 
     @model_validator(mode="after")
     def _names(self) -> EvaluateConfig:
@@ -174,66 +163,15 @@ class EvaluateConfig(_Section):
                                      f"{', '.join(emulators)}{'; did you mean ' + repr(near) + '?' if near else ''})")
         return self
 
-    def resolve(self, pattern: str) -> str:
-        import os
-
-        path = Path(pattern).expanduser()
-        return str(path) if path.is_absolute() else os.path.normpath(Path(self.root) / path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"root"})
-
-
-_SECTIONS: dict[str, type[BaseModel]] = {
-    "": EvaluateConfig, "emulators": EmulatorSpec, "tests": TestCase, "reference": ReferenceSpec, "period": PeriodSpec,
-}
-
-
-def _section_of(loc: tuple[Any, ...]) -> type[BaseModel]:
-    names = [p for p in loc[:-1] if isinstance(p, str)]
-    return _SECTIONS.get(names[-1], EvaluateConfig) if names else EvaluateConfig
-
-
-def _explain(err: ValidationError, file: str) -> RecipeError:
-    first = err.errors()[0]
-    loc = tuple(first["loc"])
-    where = ".".join(str(p) for p in loc) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        valid = [v for v in sorted(_section_of(loc).model_fields) if v != "root"]
-        near = closest(str(loc[-1]), valid)
-        return RecipeError(f"unknown key '{where}'", file=file, expected=f"one of {', '.join(valid)}",
-                           fix=f"did you mean '{near}'?" if near else "remove it")
-    if first["type"] == "missing":
-        return RecipeError(f"missing key '{where}'", file=file, fix=f"add '{loc[-1]}'")
-    msg = str(first["msg"]).removeprefix("Value error, ")
-    return RecipeError(f"invalid value for '{where}': {msg}", file=file, found=repr(first.get("input"))[:80])
-
 
 def load_evaluate_config(path: str | Path, overrides: list[str] | None = None) -> EvaluateConfig:
     """Read and validate an evaluation config; ``overrides`` are ``KEY=VALUE`` with dotted keys.
 
     Every metric entry is checked here too, so a typo fails before any data is read."""
     from downscale.evaluate.metric_registry import create_metric
-    from downscale.recipe import apply_overrides
 
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError("evaluation config not found", file=path, fix="check the path")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RecipeError(f"not valid YAML{f' at line {mark.line + 1}' if mark else ''}", file=path,
-                          fix="fix the YAML syntax") from None
-    if not isinstance(raw, dict):
-        raise RecipeError("an evaluation config must be a YAML mapping", file=path, found=type(raw).__name__)
-    raw = apply_overrides(raw, list(overrides or []), str(path))
-    if "root" in raw:
-        raise RecipeError("unknown key 'root'", file=path, fix="remove it")
-    try:
-        config = EvaluateConfig.model_validate({**raw, "root": str(path.resolve().parent)})
-    except ValidationError as err:
-        raise _explain(err, str(path)) from None
+    config = read_config(path, EvaluateConfig, "evaluation config", overrides, noun="key")
     for entry in config.metrics:
         create_metric(entry, where=str(path))
     from downscale.evaluate.baselines import BASELINES

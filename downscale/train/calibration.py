@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from downscale.errors import RecipeError
-
 __all__ = ["MM_DAY", "apply_wet_day_thresholds", "fit_wet_day_thresholds"]
 
 #: 1 mm/day of liquid water in kg m-2 s-1 (canonical precipitation units).
@@ -61,26 +59,6 @@ def apply_wet_day_thresholds(values: np.ndarray, thresholds: np.ndarray) -> np.n
         below = values < thresholds
     values[below] = 0.0
     return values
-
-
-def check_wet_day_targets(names: list[str], targets: list[str], file: str | None = None) -> None:
-    """``train.wet_day_adaptation`` must name precipitation targets (non-negative fields)."""
-    from downscale.data.variables import get_spec
-
-    for name in names:
-        if name not in targets:
-            raise RecipeError(
-                f"train.wet_day_adaptation names '{name}', which is not a target",
-                file=file,
-                expected=f"one of {', '.join(targets)}",
-                fix="list precipitation targets only, e.g. [pr]",
-            )
-        if get_spec(name).plausible[0] != 0.0 or get_spec(name).units != "kg m-2 s-1":
-            raise RecipeError(
-                f"train.wet_day_adaptation applies to precipitation only, not '{name}'",
-                file=file,
-                fix="remove it from train.wet_day_adaptation",
-            )
 
 
 def fit_bundle_thresholds(emulator: Any, paired: Any, idx: np.ndarray, names: list[str], wet_mm_day: float,

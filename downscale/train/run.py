@@ -104,10 +104,6 @@ def train(
     model_kwargs = recipe.model.kwargs()
     check_model_options(recipe.model.type, model_kwargs)  # fail before reading any data
     create_criterion(recipe.loss.type, list(recipe.data.targets), recipe.loss.variables, params=recipe.loss.params)
-    if recipe.train.wet_day_adaptation:
-        from downscale.train.calibration import check_wet_day_targets
-
-        check_wet_day_targets(recipe.train.wet_day_adaptation, list(recipe.data.targets))
     cfg = recipe.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
