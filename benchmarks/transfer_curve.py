@@ -66,9 +66,10 @@ def _overrides(pair: str, var: str, args: argparse.Namespace, k: int | None, see
         f"train.batch_size={args.batch_size}",
         f"train.lr={args.lr}",
         f"name={pair}-{var}-k{k if k is not None else 'all'}-s{seed}",
-        # the curve in docs/transfer.md was measured without the recipes' climatology statics and pr
-        # wet-day adaptation (added later); both are switched off here so that it stays reproducible
-        "data.static_climatology=[]",
+        # the first curves in docs/transfer.md were measured without the recipes' climatology statics and pr
+        # wet-day adaptation (added later); both are off unless --climatology (then the per-cell mean of
+        # the variable over the training days -- the k days on the target pair -- is a static field)
+        f"data.static_climatology=[{var if args.climatology else ''}]",
         "train.wet_day_adaptation=[]",
     ]
     if pair == "racmo":
@@ -92,6 +93,9 @@ def main() -> None:
     ap.add_argument("--ks", default="10,30,90,all")
     ap.add_argument("--seeds", type=int, default=5, help="k-shot draws for k <= 30 (one for larger k)")
     ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--climatology", action="store_true",
+                    help="the per-cell climatology of the training days as a static field (data.static_climatology), "
+                         "in pretraining and on the target pair; results go to <direction>-<var>-clim")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--steps", type=int, default=600, help="optimiser steps per run (epochs derived from k)")
@@ -117,7 +121,7 @@ def main() -> None:
     from downscale.transfer.run import transfer
 
     source, target = args.direction.split("2")
-    tag = f"{args.direction}-{args.var}"
+    tag = f"{args.direction}-{args.var}" + ("-clim" if args.climatology else "")
     out = args.out / tag
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"

@@ -226,7 +226,9 @@ class TransferSection(ConfigSection):
     Modifiers: ``adapt_input`` maps the input channels by predictor/static name when they change
     (new ones start at ``new_channel_init``, 0 = zero); ``reset_head`` (``auto``: keep the output rows of
     the targets the bundle has, re-initialise the others; ``always``; ``never``); ``freeze``: module
-    names or globs; ``lr_scale``: {module name or glob: factor of train.lr}.  ``normaliser``: ``parent``
+    names or globs; ``lr_scale``: {module name or glob: factor of train.lr}; ``anchor``: strength of the
+    decay of every trained weight towards the parent's (L2-SP, in the units of AdamW's weight decay;
+    0: off).  ``normaliser``: ``parent``
     keeps the bundle's statistics for the variables it has, ``refit`` fits all on the new training days.
     ``sources`` (with ``weight``, the sampling weight of this recipe's own data) mixes other pairs or
     domains into training; it works with ``downscale train`` too (multi-source pretraining).
@@ -238,6 +240,7 @@ class TransferSection(ConfigSection):
     reset_head: Literal["auto", "always", "never"] = "auto"
     freeze: list[str] = Field(default_factory=list)
     lr_scale: dict[str, float] = Field(default_factory=dict)
+    anchor: float = Field(0.0, ge=0)
     normaliser: Literal["parent", "refit"] = "parent"
     lora: LoRASpec | None = None
     sources: list[SourceSpec] = Field(default_factory=list)

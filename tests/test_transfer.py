@@ -181,6 +181,30 @@ def test_freeze_and_discriminative_learning_rates(tiny_bundle, tmp_path):
     assert set(lineage["parameters_per_lr_scale"]) == {"1.0", "3.0", "0.0"}
 
 
+def test_anchor_decays_the_trained_weights_towards_the_parents(tiny_bundle, tmp_path):
+    """L2-SP: an infinitely strong anchor leaves every transferred weight where the parent had it (the pull
+    lands on the parent's weights after each optimiser step); a moderate one keeps the fine-tuned weights
+    closer to the parent's than plain fine-tuning does."""
+    from downscale.bundle import load_bundle
+
+    parent = load_bundle(tiny_bundle).weights
+    runs = {}
+    for label, strength in (("free", 0), ("pinned", 1e12), ("anchored", 300)):
+        out = tmp_path / label
+        invoke("transfer", tiny_bundle, TRANSFER, "-o", out, *QUICK, "--set", f"transfer.anchor={strength}")
+        runs[label] = load_bundle(out).weights
+    for key in parent:
+        assert torch.equal(runs["pinned"][key], parent[key]), key
+
+    def distance(w):
+        return sum(float((w[k].double() - parent[k].double()).pow(2).sum()) for k in parent) ** 0.5
+
+    assert 0 < distance(runs["anchored"]) < 0.75 * distance(runs["free"])
+    lineage = meta(tmp_path / "anchored")["lineage"]
+    assert lineage["anchor"] == 300 and "anchor" not in meta(tmp_path / "free")["lineage"]
+    assert "L2-SP, strength 300" in invoke("describe", tmp_path / "anchored").output
+
+
 def test_weights_only_refuses_another_model_and_shape_filtered_reports_skipped_keys(tiny_bundle, tmp_path):
     wider = ["--set", "model.type=simple_cnn", "--set", "model.width=12", "--set", "model.coarse_blocks=1",
              "--set", "model.fine_blocks=1"]

@@ -325,6 +325,12 @@ class Trainer:
         # param_groups: [{"params": [...], "lr_scale": 0.1}, ...] for per-module learning rates (transfer)
         params = param_groups if param_groups is not None else self.model.parameters()
         self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        # "anchor_decay": decay towards the weights the model starts with (L2-SP, transfer).  The anchors are
+        # kept out of the optimiser's state: a resumed run rebuilds them from the same starting weights.
+        self._anchors = {
+            i: [p.detach().clone() for p in group["params"]]
+            for i, group in enumerate(self.optimizer.param_groups) if group.get("anchor_decay")
+        }
         lr_factor(schedule, 0, 1)  # unknown names fail here, not after the first epoch
         self.schedule, self.warmup = schedule, warmup
         self.amp_dtype = _autocast_dtype(amp, self.device)
@@ -413,7 +419,22 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        self._pull_to_anchors()
         return float(dist.all_reduce_sum(contribution))
+
+    @torch.no_grad()
+    def _pull_to_anchors(self) -> None:
+        """Decoupled L2-SP: ``w <- w + lr * anchor_decay * (w0 - w)`` for the groups that have anchors.
+
+        AdamW's weight decay pulls every weight towards zero; after a transfer that means away from what
+        the parent learned.  This pulls towards the starting (parent's) weights at the same point of the
+        step, so the strength is in the same units as AdamW's ``weight_decay``.
+        """
+        for i, anchors in self._anchors.items():
+            group = self.optimizer.param_groups[i]
+            step = min(1.0, group["lr"] * group["anchor_decay"])
+            for p, p0 in zip(group["params"], anchors, strict=True):
+                p.lerp_(p0, step)
 
     @torch.no_grad()
     def evaluate_detail(self, loader: Any) -> tuple[float, dict[str, float]]:

@@ -1,4 +1,4 @@
-"""Modifiers applied to the new model after loading: freezing, and per-module learning rates.
+"""Modifiers applied to the new model after loading: freezing, per-module learning rates, and the anchor.
 
 Modules are named as in ``model.named_modules()`` (``stem``, ``coarse.0``, ``head``); a
 pattern is a name or a glob (``coarse.*``, ``*film*``).  A pattern that matches no module
@@ -54,9 +54,18 @@ def freeze(model: torch.nn.Module, patterns: list[str]) -> list[str]:
     return [n for n in frozen if not any(n.startswith(o + ".") for o in frozen)]  # outermost modules only
 
 
-def param_groups(model: torch.nn.Module, lr_scale: dict[str, float]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def param_groups(
+    model: torch.nn.Module, lr_scale: dict[str, float], *, anchor: float = 0.0,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Optimiser parameter groups: each trainable parameter takes the factor of the first pattern
-    of ``lr_scale`` that matches its module (1 otherwise).  Frozen parameters are left out."""
+    of ``lr_scale`` that matches its module (1 otherwise).  Frozen parameters are left out.
+
+    ``anchor`` > 0 sets ``anchor_decay`` on every group: the engine then decays each parameter towards
+    its value when training starts (the parent's weights) instead of leaving it free -- L2-SP
+    (Li et al. 2018, "Explicit inductive bias for transfer learning with convolutional networks"),
+    decoupled from the gradient as AdamW decouples its weight decay."""
+    if anchor < 0:
+        raise RecipeError("transfer.anchor is negative", found=anchor, fix="use a strength >= 0 (0: off)")
     owner: dict[str, float] = {}
     for pattern, factor in lr_scale.items():
         if factor < 0:
@@ -71,5 +80,5 @@ def param_groups(model: torch.nn.Module, lr_scale: dict[str, float]) -> tuple[li
         factor = owner.get(name, 1.0)
         groups.setdefault(factor, []).append(p)
         counts[factor] = counts.get(factor, 0) + p.numel()
-    out = [{"params": ps, "lr_scale": f} for f, ps in groups.items()]
+    out = [{"params": ps, "lr_scale": f, **({"anchor_decay": float(anchor)} if anchor else {})} for f, ps in groups.items()]
     return out, {str(f): n for f, n in counts.items()}

@@ -199,7 +199,7 @@ class TransferPlan:
             names = [n for pattern in cfg.lora.modules for n in match_modules(model, pattern, key="transfer.lora.modules")]
             lora = add_lora(model, names, cfg.lora.rank, cfg.lora.alpha)
         frozen = freeze(model, list(cfg.freeze))
-        groups, scales = param_groups(model, dict(cfg.lr_scale))
+        groups, scales = param_groups(model, dict(cfg.lr_scale), anchor=cfg.anchor)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.lineage.update({
             "loading": report.to_dict(),
@@ -211,6 +211,7 @@ class TransferPlan:
             **({"lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "layers": lora, "merged": True}} if lora else {}),
             "lr_scale": dict(cfg.lr_scale),
             "parameters_per_lr_scale": scales,
+            **({"anchor": cfg.anchor} if cfg.anchor else {}),
             "trainable_parameters": int(trainable),
         })
         return groups
