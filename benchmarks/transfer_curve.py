@@ -232,10 +232,16 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
                 for e in results.values()
                 if e.get("method") == method and str(e.get("k")) == k and f"scratch-k{k}-s{e.get('seed')}" in results
             ]
-            cells.append(f"{sum(a < b for a, b in pairs)}/{len(pairs)}" if pairs else "–")
+            if len(pairs) > 1:
+                d = np.array([b - a for a, b in pairs])  # scratch minus transfer: positive when transfer is better
+                t = d.mean() / d.std(ddof=1) * np.sqrt(len(d)) if d.std(ddof=1) > 0 else float("nan")
+                cells.append(f"{sum(a < b for a, b in pairs)}/{len(pairs)}, {d.mean():+.3f} ± {d.std(ddof=1):.3f} (t {t:.1f})")
+            else:
+                cells.append(f"{sum(a < b for a, b in pairs)}/{len(pairs)}" if pairs else "–")
         wins.append(f"| {method} | " + " | ".join(cells) + " |")
     if wins:
-        lines += ["", "Draws on which the transfer RMSE is below scratch's (same k days):", "",
+        lines += ["", "Draws on which the transfer RMSE is below scratch's (same k days), and the paired difference "
+                  "scratch minus transfer (mean ± standard deviation over the draws, t statistic):", "",
                   "| method | " + " | ".join(f"k={k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|", *wins]
     base = next((e for e in results.values() if e.get("method") == "scratch"), None)
     if base:

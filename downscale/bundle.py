@@ -6,6 +6,8 @@ A bundle is a folder::
                          static-field names, recipe, provenance, lineage
     weights.safetensors  model weights
     arrays.safetensors   static fields, validity mask and other arrays
+    optimizer.safetensors  optional (``train.save_optimizer``): the optimiser's state at the end of
+                         training, for ``downscale transfer`` with ``loading: resume``
     MANIFEST.json        sha256 of each file above; its own hash is the bundle id
 
 Loading never unpickles: safetensors plus JSON only.  A missing or edited file,
@@ -33,6 +35,7 @@ FORMAT_VERSION = 1
 _META = "bundle.json"
 _WEIGHTS = "weights.safetensors"
 _ARRAYS = "arrays.safetensors"
+_OPTIMIZER = "optimizer.safetensors"
 _MANIFEST = "MANIFEST.json"
 _FILES = (_META, _WEIGHTS, _ARRAYS)
 
@@ -44,6 +47,7 @@ class Bundle:
     meta: dict[str, Any]
     weights: dict[str, Any]  # name -> torch.Tensor
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    optimizer: dict[str, Any] = field(default_factory=dict)  # "<state>/<parameter>" -> torch.Tensor; optional
     path: Path | None = None
     id: str | None = None
 
@@ -76,7 +80,11 @@ def save_bundle(path: str | Path, bundle: Bundle) -> str:
         save_torch(weights, str(tmp / _WEIGHTS))
         arrays = {k: np.ascontiguousarray(v) for k, v in bundle.arrays.items()}
         save_numpy(arrays, str(tmp / _ARRAYS))
-        manifest = {name: _sha256(tmp / name) for name in _FILES}
+        files = _FILES
+        if bundle.optimizer:
+            save_torch({k: v.detach().cpu().contiguous() for k, v in bundle.optimizer.items()}, str(tmp / _OPTIMIZER))
+            files = (*_FILES, _OPTIMIZER)
+        manifest = {name: _sha256(tmp / name) for name in files}
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         bundle_id = _sha256(tmp / _MANIFEST)[:16]
         if path.exists():
@@ -125,7 +133,8 @@ def load_bundle(path: str | Path, *, map_location: str = "cpu") -> Bundle:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BundleError("bundle manifest is not valid JSON", file=manifest_path, fix="re-create the bundle") from None
-    for name in _FILES:
+    files = (*_FILES, _OPTIMIZER) if _OPTIMIZER in manifest else _FILES
+    for name in files:
         file = path / name
         if not file.is_file():
             raise BundleError("bundle file is missing", file=file, fix="copy the whole bundle folder")
@@ -150,6 +159,7 @@ def load_bundle(path: str | Path, *, map_location: str = "cpu") -> Bundle:
     try:
         weights = load_torch(str(path / _WEIGHTS), device=map_location)
         arrays = load_numpy(str(path / _ARRAYS))
+        optimizer = load_torch(str(path / _OPTIMIZER), device="cpu") if _OPTIMIZER in files else {}
     except (SafetensorError, OSError) as exc:
         raise BundleError(f"unreadable safetensors file ({exc})", file=path, fix="re-create the bundle") from None
-    return Bundle(meta=meta, weights=weights, arrays=arrays, path=path, id=_sha256(manifest_path)[:16])
+    return Bundle(meta=meta, weights=weights, arrays=arrays, optimizer=optimizer, path=path, id=_sha256(manifest_path)[:16])

@@ -174,6 +174,8 @@ class TrainSection(ConfigSection):
     ``accumulate`` micro-batches make one optimiser step; ``amp`` is ``auto`` (bf16 on
     GPUs that support it, off on CPU), ``bf16``, ``fp16`` or ``off``; ``checkpoint_every``
     writes a resumable checkpoint every N optimiser steps (and at each epoch end);
+    ``save_optimizer`` stores the optimiser's state after the last epoch in the bundle, so that
+    ``downscale transfer`` with ``loading: resume`` continues with it;
     ``mlflow`` is a tracking URI (e.g. ``file:./mlruns``) or None."""
 
     epochs: int = Field(30, ge=1)
@@ -190,6 +192,7 @@ class TrainSection(ConfigSection):
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
     checkpoint_every: int | None = Field(None, ge=1)
+    save_optimizer: bool = False  # store the optimiser's state in the bundle (for transfer loading: resume)
     mlflow: str | None = None
     grad_clip: float | None = Field(None, gt=0)
     # wet-day frequency adaptation: per-cell thresholds, fitted on the training days after training,

@@ -38,6 +38,23 @@ def test_no_pickle_files(bundle_dir):
     assert names == ["MANIFEST.json", "arrays.safetensors", "bundle.json", "weights.safetensors"]
 
 
+def test_optional_optimizer_state_round_trips_under_the_manifest(tmp_path):
+    state = {"exp_avg/w": torch.full((2, 3), 0.5), "step/w": torch.tensor(7.0)}
+    path = tmp_path / "with-optimizer"
+    save_bundle(path, Bundle(meta={"name": "t"}, weights={"w": torch.zeros(2, 3)}, optimizer=state))
+    b = load_bundle(path)
+    assert set(b.optimizer) == set(state) and torch.equal(b.optimizer["exp_avg/w"], state["exp_avg/w"])
+    assert "optimizer.safetensors" in json.loads((path / "MANIFEST.json").read_text())
+    from safetensors.torch import save_file
+
+    save_file({**state, "step/w": torch.tensor(8.0)}, str(path / "optimizer.safetensors"))
+    with pytest.raises(BundleError, match="optimizer.safetensors.*modified"):
+        load_bundle(path)
+    (path / "optimizer.safetensors").unlink()
+    with pytest.raises(BundleError, match="optimizer.safetensors.*missing"):
+        load_bundle(path)
+
+
 def test_edited_file_is_refused(bundle_dir):
     path, _ = bundle_dir
     meta = json.loads((path / "bundle.json").read_text())

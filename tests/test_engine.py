@@ -372,3 +372,31 @@ def test_train_resumes_its_own_checkpoint_refuses_another_and_cleans_up(tmp_path
     assert json.loads((out / "training_log.json").read_text()) == rows  # the history came from the checkpoint
     w1, w2 = load_bundle(first.bundle_path).weights, load_bundle(again.bundle_path).weights
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_optimizer_state_by_name_continues_adam_exactly():
+    """Two epochs in one run equal one epoch, then the optimiser state carried by parameter name into a
+    new trainer (as a bundle with ``train.save_optimizer`` carries it to ``loading: resume``) and one more
+    epoch; without the state the second run starts from fresh moments and lands elsewhere."""
+    from downscale.train.losses import create_criterion
+
+    loss = create_criterion("mse", ["tas"])
+    data = StepLoader(_constant_data(8, 1.0), 4)  # no shuffling: every epoch sees the same batches
+    kw = {"lr": 0.05, "schedule": "constant", "warmup": 0}
+    ref = _Constant()
+    _trainer(ref, loss, epochs=2, **kw).fit(data)
+    first = _Constant()
+    t1 = _trainer(first, loss, epochs=1, **kw)
+    t1.fit(data)
+    state = t1.optimizer_state_by_name()
+    assert set(state) == {"step/w", "exp_avg/w", "exp_avg_sq/w"} and float(state["step/w"]) == 2
+    ends = {}
+    for carry in (True, False):
+        second = _Constant()
+        second.load_state_dict(first.state_dict())
+        t2 = _trainer(second, loss, epochs=1, **kw)
+        assert t2.load_optimizer_state_by_name(state if carry else {}) == (["w"] if carry else [])
+        t2.fit(data)
+        ends[carry] = float(second.w.detach())
+    assert ends[True] == pytest.approx(float(ref.w.detach()), abs=1e-7)
+    assert abs(ends[False] - float(ref.w.detach())) > 1e-4

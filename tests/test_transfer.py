@@ -294,3 +294,32 @@ def test_adapted_model_with_a_new_zero_predictor_computes_what_the_parent_comput
         a = old(x, f, torch.zeros(2, 1, 32, 32), (32, 32))[:, 0]
         b = new(xn, f, torch.zeros(2, 0, 32, 32), (32, 32))[:, 1]  # the tas row
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_resume_continues_with_the_optimiser_state_of_the_bundle(tmp_path):
+    """A parent trained with train.save_optimizer stores its AdamW state (by parameter name, under the
+    manifest's checksums); loading: resume puts it back, and says so in the lineage; without it, the
+    lineage says the moments start fresh."""
+    from downscale.bundle import load_bundle
+
+    pm = RECIPES / "perfect-model-iberia.yaml"
+    small = ["--set", "model.width=8", "--set", "model.coarse_blocks=1", "--set", "model.fine_blocks=1",
+             "--set", "train.epochs=1", "--no-progress"]
+    few = ["--set", "data.periods.validation=null", "--set", "data.shots={days: 10, seed: 0}",
+           "--set", "train.epochs=1", "--set", "transfer={loading: resume}", "--no-progress"]
+    lineages = {}
+    for save in (True, False):
+        parent = tmp_path / f"parent-{save}"
+        invoke("train", pm, "-o", parent, *small, "--set", f"train.save_optimizer={str(save).lower()}")
+        bundle = load_bundle(parent)
+        n = len(bundle.weights)
+        assert ("optimizer.safetensors" in json.loads((parent / "MANIFEST.json").read_text())) == save
+        if save:
+            assert set(bundle.optimizer) == {f"{k}/{w}" for k in ("step", "exp_avg", "exp_avg_sq") for w in bundle.weights}
+            assert meta(parent)["training"]["optimizer_state"]["tensors"] == 3 * n
+            assert all(float(bundle.optimizer[f"exp_avg_sq/{w}"].max()) > 0 for w in bundle.weights)  # trained moments
+        out = tmp_path / f"resumed-{save}"
+        invoke("transfer", parent, pm, "-o", out, *small, *few)
+        lineages[save] = meta(out)["lineage"]["optimizer_state"]
+    assert lineages[True].startswith("restored from the bundle for") and lineages[True].endswith(f"{n} of {n} trained tensors")
+    assert lineages[False].startswith("fresh")

@@ -422,6 +422,40 @@ class Trainer:
         self._pull_to_anchors()
         return float(dist.all_reduce_sum(contribution))
 
+    def optimizer_state_by_name(self) -> dict[str, torch.Tensor]:
+        """The optimiser's per-parameter state (AdamW: ``step``, ``exp_avg``, ``exp_avg_sq``) keyed
+        ``"<state>/<parameter name>"``: plain tensors that a bundle can store and another model (the same
+        names and shapes) can take back with :meth:`load_optimizer_state_by_name`."""
+        out: dict[str, torch.Tensor] = {}
+        for name, p in self.model.named_parameters():
+            for key, value in self.optimizer.state.get(p, {}).items():
+                if torch.is_tensor(value):
+                    out[f"{key}/{name}"] = value.detach().cpu().clone()
+        return out
+
+    def load_optimizer_state_by_name(self, state: dict[str, torch.Tensor]) -> list[str]:
+        """Put back the state of every trained parameter whose name and shape ``state`` has (see
+        :meth:`optimizer_state_by_name`); returns the names restored.  The others start fresh."""
+        by_name: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in state.items():
+            kind, _, name = key.partition("/")
+            by_name.setdefault(name, {})[kind] = value
+        trained = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        restored = []
+        for name, p in self.model.named_parameters():
+            saved = by_name.get(name)
+            if id(p) not in trained or not saved or any(
+                v.shape != p.shape for k, v in saved.items() if k != "step"
+            ):
+                continue
+            self.optimizer.state[p] = {
+                # AdamW keeps its step count on the CPU unless capturable/fused
+                k: v.to(dtype=torch.float32) if k == "step" else v.to(self.device, dtype=p.dtype)
+                for k, v in saved.items()
+            }
+            restored.append(name)
+        return restored
+
     @torch.no_grad()
     def _pull_to_anchors(self) -> None:
         """Decoupled L2-SP: ``w <- w + lr * anchor_decay * (w0 - w)`` for the groups that have anchors.

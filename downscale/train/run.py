@@ -194,6 +194,8 @@ def train(
         console=console,
         param_groups=param_groups,
     )
+    if plan is not None:  # loading: resume takes the parent's optimiser state when its bundle has it
+        plan.restore_optimizer(trainer)
     loader = dict(seed=cfg.seed, num_workers=cfg.num_workers, accumulate=cfg.accumulate)
     if len(train_set):
         fit = trainer.fit(
@@ -278,6 +280,12 @@ def train(
         arrays["wet_day_threshold"] = thr
         meta["postprocess"] = {"wet_day_adaptation": wet_meta}
         bundle = Bundle(meta=meta, weights=fit.best_state, arrays=arrays)
+
+    if cfg.save_optimizer and len(train_set):  # the optimiser's state after the last epoch, for loading: resume
+        bundle.optimizer = trainer.optimizer_state_by_name()
+        meta["training"]["optimizer_state"] = {
+            "optimizer": type(trainer.optimizer).__name__, "after_epoch": len(fit.history), "tensors": len(bundle.optimizer),
+        }
 
     scores: list[dict[str, Any]] = []
     if len(test_idx):

@@ -36,6 +36,8 @@ def describe_lineage(lineage: dict[str, Any]) -> list[str]:
         lines.append(f"  lora:     rank {lora['rank']} on {_short(lora['layers'], 4)}, merged into the weights")
     if lineage.get("lr_scale"):
         lines.append("  lr scale: " + ", ".join(f"{k} x{v}" for k, v in lineage["lr_scale"].items()))
+    if lineage.get("optimizer_state"):
+        lines.append(f"  optimiser: {lineage['optimizer_state']}")
     if lineage.get("anchor"):
         lines.append(f"  anchor:   trained weights decay towards the parent's (L2-SP, strength {lineage['anchor']:g})")
     norm = lineage.get("normaliser")

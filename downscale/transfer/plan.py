@@ -144,6 +144,19 @@ class TransferPlan:
             n_forcings=int(m["n_forcings"]), n_static=len(self.meta.get("static", [])), **m.get("kwargs", {}),
         )
 
+    def restore_optimizer(self, trainer: Any) -> None:
+        """``loading: resume``: give the trainer's optimiser the state stored in the parent bundle (its
+        AdamW moments after its last epoch, when it was trained with ``train.save_optimizer: true``)."""
+        if self.cfg.loading != "resume":
+            return
+        saved = self.parent.optimizer
+        if not saved:
+            self.lineage["optimizer_state"] = "fresh: the bundle holds none (train it with train.save_optimizer: true)"
+            return
+        restored = trainer.load_optimizer_state_by_name(saved)
+        trained = sum(1 for group in trainer.optimizer.param_groups for _ in group["params"])
+        self.lineage["optimizer_state"] = f"restored from the bundle for {len(restored)} of {trained} trained tensors"
+
     def prepare(self, model: Any, paired: Any, loss: Any, *, model_type: str, model_kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         """Load the parent's weights into ``model`` and apply the modifiers; returns optimiser param groups."""
         from downscale.transfer.adapt import probe_layout, remap_state
