@@ -204,7 +204,7 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
             for metric in ("rmse", "p99_abs_bias"):
                 vals = np.array([_value(e, metric) for e in entries])
                 if len(vals):
-                    table.setdefault((method, metric), {})[k] = (float(vals.mean()), float(vals.std()), len(vals))
+                    table.setdefault((method, metric), {})[k] = (float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, len(vals))
     zero = results.get("zero-shot")
     any_entry = next(iter(results.values()))
     units = {r["metric"]: r["units"] for r in any_entry["rows"]}
@@ -240,8 +240,8 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
                 cells.append(f"{sum(a < b for a, b in pairs)}/{len(pairs)}" if pairs else "–")
         wins.append(f"| {method} | " + " | ".join(cells) + " |")
     if wins:
-        lines += ["", "Draws on which the transfer RMSE is below scratch's (same k days), and the paired difference "
-                  "scratch minus transfer (mean ± standard deviation over the draws, t statistic):", "",
+        lines += ["", ("Draws on which the transfer RMSE is below scratch's (same k days), and the paired difference "
+                       "scratch minus transfer (mean ± standard deviation over the draws, t statistic):"), "",
                   "| method | " + " | ".join(f"k={k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|", *wins]
     base = next((e for e in results.values() if e.get("method") == "scratch"), None)
     if base:
@@ -295,8 +295,7 @@ def combine(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     order = ["racmo2eobs-tas", "racmo2eobs-pr", "eobs2racmo-tas", "eobs2racmo-pr"]
-    tags = sorted((p.parent.name for p in args.out.glob("*/results.json")),
-                  key=lambda t: (order.index(t) if t in order else len(order), t))
+    tags = [t for t in order if (args.out / t / "results.json").exists()]  # the -clim runs have their own figure
     ks = args.ks.split(",")
     xs = [1083 if k == "all" else int(k) for k in ks]
     fig, axes = plt.subplots(len(tags), 2, figsize=(9, 3.2 * len(tags)), squeeze=False)
@@ -310,7 +309,7 @@ def combine(args: argparse.Namespace) -> None:
                 stats = []
                 for k in ks:
                     vals = [_value(e, metric) for e in results.values() if e.get("method") == method and str(e.get("k")) == k]
-                    stats.append((np.mean(vals), np.std(vals)) if vals else (np.nan, 0.0))
+                    stats.append((np.mean(vals), np.std(vals, ddof=1) if len(vals) > 1 else 0.0) if vals else (np.nan, 0.0))
                 ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3,
                             color=colour, label=method)
             if zero:
