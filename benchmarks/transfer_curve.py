@@ -262,15 +262,18 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     xs = [1083 if k == "all" else int(k) for k in ks]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for ax, metric in zip(axes, ("rmse", "p99_abs_bias"), strict=True):
-        colours = dict(zip(methods, ["tab:blue", "tab:purple", "tab:red", "tab:brown", "tab:olive"], strict=False))
-        colours["scratch"] = "tab:orange"
+        others = [m for m in methods if m not in ("transfer", "scratch")]
+        palette = ["tab:purple", "tab:red", "tab:brown", "tab:olive", "tab:cyan", "tab:pink", "tab:gray", "black"]
+        colours = {"transfer": "tab:blue", **dict(zip(others, palette * 2, strict=False)), "scratch": "tab:orange"}
         for method, colour in colours.items():
             vals = table.get((method, metric), {})
             m = [vals.get(k, (np.nan, 0, 0))[0] for k in ks]
             s = [vals.get(k, (np.nan, 0, 0))[1] for k in ks]
-            ax.errorbar(xs, m, yerr=s, marker="o", capsize=3, color=colour, label=method)
+            main = method in ("transfer", "scratch")  # the variants without error bars, to keep the figure legible
+            ax.errorbar(xs, m, yerr=s if main else None, marker="o" if main else ".", capsize=3, color=colour,
+                        label=method, lw=1.5 if main else 0.8, alpha=1.0 if main else 0.8)
         if zero:
             ax.axhline(_value(zero, metric), color="tab:green", ls="--", label="zero-shot")
         if base:
@@ -280,7 +283,7 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
         ax.set_xlabel("training days k")
         ax.set_ylabel(f"{'RMSE' if metric == 'rmse' else 'mean |P99 bias|'} ({units.get(metric)})")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"{tag}: test DJF 1998-2002", fontsize=10)
     fig.tight_layout()
     fig.savefig(args.doc_dir / "img" / f"transfer-curve-{tag}.png", dpi=110)
