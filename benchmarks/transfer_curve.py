@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--transfer-set", action="append", default=[],
                     help="extra recipe override of the transfer runs, e.g. train.lr=3e-4 (repeatable; needs --label)")
     ap.add_argument("--label", default=None, help="name of a transfer variant (its runs are 'transfer-LABEL')")
+    ap.add_argument("--parent", type=Path, default=None,
+                    help="a pretrained bundle to fine-tune instead of the benchmark's own pretraining (needs --label)")
     ap.add_argument("--mixed", action="store_true",
                     help="also train from scratch on the k days mixed with all the source pair's days "
                          "(transfer.sources, one run, single-source batches; runs 'mixed-...')")
@@ -131,8 +133,10 @@ def main() -> None:
         results[name] = {"rows": rows, "seconds": seconds, **extra}
         results_path.write_text(json.dumps(results, indent=1))
 
-    # 1. pretrain
-    parent = out / "pretrained"
+    # 1. pretrain (or take --parent: another pretrained bundle, whose runs are labelled)
+    parent = args.parent or out / "pretrained"
+    if args.parent and not args.label:
+        raise SystemExit("--parent needs --label")
     if not (parent / "MANIFEST.json").exists():
         ov = _overrides(source, args.var, args, None, 0)
         ov = [o for o in ov if not o.startswith(("train.epochs", "train.patience", "name="))]
@@ -150,11 +154,12 @@ def main() -> None:
     if args.transfer_set and not args.label:
         raise SystemExit("--transfer-set needs --label")
     # 2. zero-shot
-    if "zero-shot" not in results:
+    zero_name = f"zero-shot-{args.label}" if args.parent else "zero-shot"
+    if zero_name not in results:
         ov = _overrides(target, args.var, args, 0, 0) + transfer_set
         t0 = time.perf_counter()
-        transfer(parent, load_recipe(RECIPE[target], ov), out / "zero-shot", progress=False)
-        done("zero-shot", _rows(out / "zero-shot"), time.perf_counter() - t0, {"method": "zero-shot", "k": 0})
+        transfer(parent, load_recipe(RECIPE[target], ov), out / zero_name, progress=False)
+        done(zero_name, _rows(out / zero_name), time.perf_counter() - t0, {"method": zero_name, "k": 0})
     # 3. the curve
     for ktext in args.ks.split(","):
         k = None if ktext == "all" else int(ktext)
