@@ -3,7 +3,8 @@
 The two ranks are started like ``torchrun`` starts them (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR, MASTER_PORT); each optimiser step consumes the same
 global batch as the single process, split between the ranks (and, in the second
-configuration, into accumulated micro-batches, with uneven and empty shares).
+configuration, into accumulated micro-batches, with uneven and empty shares; the third adds the anchor
+of ``transfer.anchor``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ from downscale.train import distributed as dist
 from downscale.train.engine import StepLoader, Trainer, seed_everything
 from downscale.train.losses import create_criterion
 
-CONFIGS = {"plain": dict(batch=16, accumulate=1), "accumulate": dict(batch=24, accumulate=2)}
+CONFIGS = {
+    "plain": dict(batch=16, accumulate=1),
+    "accumulate": dict(batch=24, accumulate=2),
+    "anchor": dict(batch=16, accumulate=1, anchor=20.0),  # transfer's L2-SP pull, applied on every rank
+}
 
 
 def dataset(n, seed):
@@ -48,13 +53,14 @@ def dataset(n, seed):
     return SampleDataset(SampleArrays(x=x, f=f, s=s, y=y, m=m, indices=np.arange(n)))
 
 
-def train(batch, accumulate, epochs=2):
+def train(batch, accumulate, epochs=2, anchor=0.0):
     torch.set_num_threads(1)
     seed_everything(0)
     model = create_model("simple_cnn", in_channels=2, out_channels=2, n_forcings=1, n_static=1, width=8)
     crit = create_criterion("mse", ["tas", "pr"])
+    groups = [{"params": list(model.parameters()), "anchor_decay": anchor}] if anchor else None
     trainer = Trainer(model, crit, epochs=epochs, lr=5e-3, schedule="cosine", warmup=0.1, grad_clip=1.0,
-                      amp="off", device="cpu", progress=False)
+                      amp="off", device="cpu", progress=False, param_groups=groups)
     train_set, val_set = dataset(65, 0), dataset(20, 1)  # 65: the last global batch of 1 leaves rank 1 empty
     fit = trainer.fit(
         StepLoader(train_set, batch, sampler=BlockShuffleSampler(len(train_set), block=64, seed=3), accumulate=accumulate),
@@ -139,4 +145,8 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
             a, b = torch.tensor(got["weights"][key]), torch.tensor(value)
             assert float((a - b).norm()) <= 1e-5 * float(b.norm()), f"{name}: {key}"
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")
+    # the anchor acts: the same run without it ends elsewhere
+    key = "stem.weight"
+    assert key in reference["anchor"]["weights"]
+    assert torch.tensor(reference["anchor"]["weights"][key]).sub(torch.tensor(reference["plain"]["weights"][key])).abs().max() > 1e-4
     print(f"2 ranks + reference: {seconds:.1f} s")

@@ -123,7 +123,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, script
     assert 0 < saved["step_in_epoch"] < steps_per_epoch and saved["global_step"] < total  # killed mid-epoch
 
     args = [sys.executable, str(script), str(ckpt), str(tmp_path / "resumed.pt"), "0"]
-    done = subprocess.run(args, env=_env(), capture_output=True, text=True)
+    done = subprocess.run(args, check=False, env=_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)
     assert resumed["resumed_from"] == saved["global_step"] > 0
