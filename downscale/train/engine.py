@@ -414,12 +414,16 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        stepped = True
         if self.scaler is not None:
+            scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            stepped = self.scaler.get_scale() >= scale  # the scale drops when the step was skipped (inf/NaN)
         else:
             self.optimizer.step()
-        self._pull_to_anchors()
+        if stepped:
+            self._pull_to_anchors()
         return float(dist.all_reduce_sum(contribution))
 
     def optimizer_state_by_name(self) -> dict[str, torch.Tensor]:
