@@ -32,10 +32,18 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'downscale' has no attribute {name!r}")
-    import importlib
+def _lazy_getattr(package: str, table: dict[str, str]) -> Any:
+    """A module ``__getattr__`` (PEP 562) that imports ``table[name]`` on first use of ``name``."""
 
-    return getattr(importlib.import_module(module), name)
+    def __getattr__(name: str) -> Any:
+        module = table.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        import importlib
+
+        return getattr(importlib.import_module(module), name)
+
+    return __getattr__
+
+
+__getattr__ = _lazy_getattr(__name__, _LAZY)

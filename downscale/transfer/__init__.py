@@ -5,7 +5,7 @@ Three plain stages, each recorded in the new bundle's lineage:
 1. **source**: a bundle folder;
 2. **loading** (:mod:`.loading`): ``weights_only``, ``shape_filtered`` or ``resume``;
 3. **modifiers**: ``adapt_input`` and ``reset_head`` (:mod:`.adapt`, channels mapped by
-   variable name), ``freeze`` and ``lr_scale`` (:mod:`.modifiers`);
+   variable name), ``freeze``, ``lr_scale`` and ``anchor`` (:mod:`.modifiers`);
 
 then the one training loop (:func:`downscale.train.run.train`), on k-shot days
 (:mod:`.shots`) and/or several sources at once (:mod:`.sources`).
@@ -13,7 +13,9 @@ then the one training loop (:func:`downscale.train.run.train`), on k-shot days
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from downscale import _lazy_getattr
 
 if TYPE_CHECKING:  # pragma: no cover
     from downscale.transfer.lineage import describe_lineage
@@ -31,10 +33,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'downscale.transfer' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = _lazy_getattr(__name__, _LAZY)
