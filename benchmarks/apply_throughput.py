@@ -32,11 +32,13 @@ from pathlib import Path
 import numpy as np
 
 VARIABLES = {  # name: (standard_name, units, {level hPa: (mean, equator-pole amplitude, noise)})
-    "zg": ("geopotential_height", "m", {850: (1450.0, 120.0, 40.0), 700: (3000.0, 180.0, 50.0),
-                                        500: (5600.0, 300.0, 70.0)}),
+    "zg": (
+        "geopotential_height",
+        "m",
+        {850: (1450.0, 120.0, 40.0), 700: (3000.0, 180.0, 50.0), 500: (5600.0, 300.0, 70.0)},
+    ),
     "ta": ("air_temperature", "K", {850: (275.0, 25.0, 4.0), 700: (265.0, 22.0, 3.5), 500: (250.0, 20.0, 3.0)}),
-    "hus": ("specific_humidity", "1", {850: (6e-3, 5e-3, 1e-3), 700: (3.5e-3, 3e-3, 6e-4),
-                                       500: (1.2e-3, 1e-3, 2e-4)}),
+    "hus": ("specific_humidity", "1", {850: (6e-3, 5e-3, 1e-3), 700: (3.5e-3, 3e-3, 6e-4), 500: (1.2e-3, 1e-3, 2e-4)}),
     "ua": ("eastward_wind", "m s-1", {850: (3.0, 6.0, 6.0), 700: (6.0, 8.0, 7.0), 500: (10.0, 12.0, 9.0)}),
     "va": ("northward_wind", "m s-1", {850: (0.0, 2.0, 5.0), 700: (0.0, 2.0, 6.0), 500: (0.0, 2.0, 7.0)}),
 }
@@ -67,29 +69,59 @@ def write_projection(folder: Path, years: int, seed: int = 0, file_years: int = 
         for var, (standard_name, units, levels) in VARIABLES.items():
             path = folder / f"{var}_day_BENCH-ESM_ssp585_r1i1p1f1_gn_{d0}0101-{d1}1231.nc"
             with netCDF4.Dataset(path, "w") as nc:
-                nc.setncatts({"Conventions": "CF-1.7 CMIP-6.2", "mip_era": "CMIP6", "source_id": "BENCH-ESM",
-                              "experiment_id": "ssp585", "variant_label": "r1i1p1f1", "grid_label": "gn",
-                              "table_id": "day", "frequency": "day", "variable_id": var,
-                              "title": "synthetic CMIP6-like data for benchmarks/apply_throughput.py"})
+                nc.setncatts(
+                    {
+                        "Conventions": "CF-1.7 CMIP-6.2",
+                        "mip_era": "CMIP6",
+                        "source_id": "BENCH-ESM",
+                        "experiment_id": "ssp585",
+                        "variant_label": "r1i1p1f1",
+                        "grid_label": "gn",
+                        "table_id": "day",
+                        "frequency": "day",
+                        "variable_id": var,
+                        "title": "synthetic CMIP6-like data for benchmarks/apply_throughput.py",
+                    }
+                )
                 nc.createDimension("time", None)
                 nc.createDimension("plev", len(LEVELS))
                 nc.createDimension("lat", NLAT)
                 nc.createDimension("lon", NLON)
                 nc.createDimension("bnds", 2)
                 t = nc.createVariable("time", "f8", ("time",))
-                t.setncatts({"units": "days since 1850-01-01", "calendar": "noleap", "standard_name": "time",
-                             "axis": "T", "bounds": "time_bnds"})
+                t.setncatts(
+                    {
+                        "units": "days since 1850-01-01",
+                        "calendar": "noleap",
+                        "standard_name": "time",
+                        "axis": "T",
+                        "bounds": "time_bnds",
+                    }
+                )
                 tb = nc.createVariable("time_bnds", "f8", ("time", "bnds"))
                 p = nc.createVariable("plev", "f8", ("plev",))
                 p.setncatts({"units": "Pa", "standard_name": "air_pressure", "axis": "Z", "positive": "down"})
                 p[:] = np.array(LEVELS, float) * 100.0
                 for name, values, std in (("lat", LAT, "latitude"), ("lon", LON, "longitude")):
                     c = nc.createVariable(name, "f8", (name,))
-                    c.setncatts({"units": f"degrees_{'north' if name == 'lat' else 'east'}", "standard_name": std,
-                                 "axis": "Y" if name == "lat" else "X"})
+                    c.setncatts(
+                        {
+                            "units": f"degrees_{'north' if name == 'lat' else 'east'}",
+                            "standard_name": std,
+                            "axis": "Y" if name == "lat" else "X",
+                        }
+                    )
                     c[:] = values
-                v = nc.createVariable(var, "f4", ("time", "plev", "lat", "lon"), zlib=True, complevel=1,
-                                      shuffle=True, chunksizes=(1, len(LEVELS), NLAT, NLON), fill_value=np.float32(1e20))
+                v = nc.createVariable(
+                    var,
+                    "f4",
+                    ("time", "plev", "lat", "lon"),
+                    zlib=True,
+                    complevel=1,
+                    shuffle=True,
+                    chunksizes=(1, len(LEVELS), NLAT, NLON),
+                    fill_value=np.float32(1e20),
+                )
                 v.setncatts({"standard_name": standard_name, "units": units, "cell_methods": "time: mean"})
                 t[:] = time_values
                 tb[:] = np.stack([time_values - 0.5, time_values + 0.5], axis=1)
@@ -99,8 +131,11 @@ def write_projection(folder: Path, years: int, seed: int = 0, file_years: int = 
                     block = np.empty((n, len(LEVELS), NLAT, NLON), np.float32)
                     for k, lev in enumerate(LEVELS):
                         mean, amp, noise = levels[lev]
-                        block[:, k] = mean + amp * pattern[None] * (1.0 + 0.2 * season) + noise * rng.standard_normal(
-                            (n, NLAT, NLON), np.float32)
+                        block[:, k] = (
+                            mean
+                            + amp * pattern[None] * (1.0 + 0.2 * season)
+                            + noise * rng.standard_normal((n, NLAT, NLON), np.float32)
+                        )
                     if var == "hus":
                         np.maximum(block, 1e-6, out=block)
                     v[y0 : y0 + n] = block
@@ -131,34 +166,69 @@ def build_bundle(path: Path, *, width: int, coarse_blocks: int, fine_blocks: int
     fine = Grid.rotated(np.linspace(-13.0, 14.94, 128), np.linspace(-18.0, 9.94, 128), 39.25, -162.0)
     forcings = ["season"]
     model_kwargs = {"width": width, "coarse_blocks": coarse_blocks, "fine_blocks": fine_blocks}
-    recipe = recipe_from_dict({
-        "name": "bench-mlbench-shape", "framework": "emulator",
-        "data": {"targets": {"tas": ["tas.nc"], "pr": ["pr.nc"]},
-                 "predictors": {p: [f"{p}.nc"] for p in predictors}, "forcings": forcings, "scenario": "ssp585",
-                 "periods": {"train": {"years": [1980, 2009]}}},
-        "model": {"type": "simple_cnn", **model_kwargs},
-        "apply": {"chunk_days": 365},
-    })
-    stats = {f"{v}{lev}": Stats(levels[lev][0], levels[lev][1] / 2 + levels[lev][2])
-             for v, (_, _, levels) in VARIABLES.items() for lev in LEVELS}
+    recipe = recipe_from_dict(
+        {
+            "name": "bench-mlbench-shape",
+            "framework": "emulator",
+            "data": {
+                "targets": {"tas": ["tas.nc"], "pr": ["pr.nc"]},
+                "predictors": {p: [f"{p}.nc"] for p in predictors},
+                "forcings": forcings,
+                "scenario": "ssp585",
+                "periods": {"train": {"years": [1980, 2009]}},
+            },
+            "model": {"type": "simple_cnn", **model_kwargs},
+            "apply": {"chunk_days": 365},
+        }
+    )
+    stats = {
+        f"{v}{lev}": Stats(levels[lev][0], levels[lev][1] / 2 + levels[lev][2])
+        for v, (_, _, levels) in VARIABLES.items()
+        for lev in LEVELS
+    }
     normaliser = Normaliser(stats, {"tas": Stats(285.0, 8.0), "pr": Stats(3e-5, 6e-5, "scale")}, {})
     torch.manual_seed(0)
     loss = create_criterion("mse", targets, {}, normaliser=normaliser)
-    model = create_model("simple_cnn", in_channels=len(predictors), out_channels=loss.out_channels,
-                         n_forcings=len(forcing_names(forcings)), n_static=0, **model_kwargs)
+    model = create_model(
+        "simple_cnn",
+        in_channels=len(predictors),
+        out_channels=loss.out_channels,
+        n_forcings=len(forcing_names(forcings)),
+        n_static=0,
+        **model_kwargs,
+    )
     meta = {
-        "name": recipe.name, "framework": recipe.framework,
-        "predictors": _variable_meta(predictors, None), "targets": _variable_meta(targets, None),
-        "static": [], "forcings": forcings, "forcing_names": forcing_names(forcings), "scenario": "ssp585",
+        "name": recipe.name,
+        "framework": recipe.framework,
+        "predictors": _variable_meta(predictors, None),
+        "targets": _variable_meta(targets, None),
+        "static": [],
+        "forcings": forcings,
+        "forcing_names": forcing_names(forcings),
+        "scenario": "ssp585",
         "grids": {"coarse": coarse.to_dict(), "fine": fine.to_dict()},
         "normaliser": normaliser.to_dict(),
-        "model": {"type": "simple_cnn", "kwargs": model_kwargs, "n_forcings": len(forcing_names(forcings)),
-                  "out_channels": loss.out_channels, "parameters": int(sum(p.numel() for p in model.parameters()))},
-        "loss": loss.describe(), "recipe": recipe.to_dict(),
-        "provenance": {"files": [], "periods": {"train": "1980-2009 (synthetic)"}, "samples": {"train": 0},
-                       "conversions": [], "steps": ["untrained benchmark bundle"], "calendar": "noleap",
-                       "code_version": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-                       "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
+        "model": {
+            "type": "simple_cnn",
+            "kwargs": model_kwargs,
+            "n_forcings": len(forcing_names(forcings)),
+            "out_channels": loss.out_channels,
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+        },
+        "loss": loss.describe(),
+        "recipe": recipe.to_dict(),
+        "provenance": {
+            "files": [],
+            "periods": {"train": "1980-2009 (synthetic)"},
+            "samples": {"train": 0},
+            "conversions": [],
+            "steps": ["untrained benchmark bundle"],
+            "calendar": "noleap",
+            "code_version": __version__,
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
         "training": {"best_epoch": 0, "best_val_loss": None, "epochs_run": 0, "stopped_early": False},
     }
     arrays = {"valid_mask": np.ones((len(targets), *fine.shape), bool)}
@@ -223,13 +293,19 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 and 4 simulated years (smoke test)")
     ap.add_argument("--years", type=int, nargs="+", default=None, help="projection lengths to run (decades)")
     ap.add_argument("--throughput-years", type=int, default=None, help="length of the throughput comparison")
-    ap.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads of every run (1: robust on shared machines)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch/OpenMP threads of every run (1: robust on shared machines)"
+    )
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--coarse-blocks", type=int, default=2)
     ap.add_argument("--fine-blocks", type=int, default=2)
     ap.add_argument("--chunk-days", type=int, default=365)
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="keep the generated projection here and reuse it (default: a temporary folder)")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the generated projection here and reuse it (default: a temporary folder)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--bundle", default=None, help=argparse.SUPPRESS)
@@ -258,19 +334,29 @@ def main() -> None:
         gen = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in files) / 2**30
         print(f"{len(files)} input files ({size:.2f} GiB, {n_years} years) ready in {gen:.0f} s", flush=True)
-        bundle = build_bundle(root / "bundle", width=args.width, coarse_blocks=args.coarse_blocks,
-                              fine_blocks=args.fine_blocks)
+        bundle = build_bundle(
+            root / "bundle", width=args.width, coarse_blocks=args.coarse_blocks, fine_blocks=args.fine_blocks
+        )
         runs = []
 
         def apply_run(n: int) -> dict:
             chosen = [str(p) for p in files if int(p.name.rsplit("_", 1)[1][:4]) < START + n]
             assert len(chosen) == 5 * -(-n // file_years), "the generated projection is too short"
-            r = _spawn("apply", bundle, args.threads, files=json.dumps(chosen), out=root / f"out-{n}",
-                       chunk_days=args.chunk_days)
+            r = _spawn(
+                "apply",
+                bundle,
+                args.threads,
+                files=json.dumps(chosen),
+                out=root / f"out-{n}",
+                chunk_days=args.chunk_days,
+            )
             r["years"] = r["days"] / 365.0
             r["years_per_minute"] = r["years"] / (r["seconds"] / 60.0)
-            print(f"apply {n:>3} years: {r['seconds']:.0f} s ({r['cpu_seconds']:.0f} s CPU), "
-                  f"{r['years_per_minute']:.2f} sim-years/min, peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+            print(
+                f"apply {n:>3} years: {r['seconds']:.0f} s ({r['cpu_seconds']:.0f} s CPU), "
+                f"{r['years_per_minute']:.2f} sim-years/min, peak RSS {r['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
             runs.append(r)
             return r
 
@@ -278,9 +364,12 @@ def main() -> None:
             r = _spawn("bare", bundle, args.threads, days=365 * min(tp_years, 5))
             r["years"] = r["days"] / 365.0
             r["years_per_minute"] = r["years"] / (r["seconds"] / 60.0)
-            print(f"bare forward pass: {r['years_per_minute']:.2f} sim-years/min "
-                  f"({r['seconds']:.0f} s, {r['cpu_seconds']:.0f} s CPU, {r['years']:.0f} years), "
-                  f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+            print(
+                f"bare forward pass: {r['years_per_minute']:.2f} sim-years/min "
+                f"({r['seconds']:.0f} s, {r['cpu_seconds']:.0f} s CPU, {r['years']:.0f} years), "
+                f"peak RSS {r['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
             return r
 
         # the bare pass right before and after the throughput run: on a shared machine the load drifts
@@ -301,16 +390,25 @@ def main() -> None:
         slope, icpt = np.polyfit(xs, rss, 1) if len(xs) > 1 else (0.0, float(rss[0]))
         last = (rss[-1] - rss[-2]) / (xs[-1] - xs[-2]) if len(xs) > 1 else 0.0
         summary = {
-            "threads": args.threads, "model": {"width": args.width, "coarse_blocks": args.coarse_blocks,
-                                               "fine_blocks": args.fine_blocks},
-            "chunk_days": args.chunk_days, "generated_gib": size, "bare": bare, "apply": runs,
-            "throughput_ratio": ratio, "cpu_throughput_ratio": cpu_ratio,
-            "rss_slope_mib_per_year": slope, "rss_slope_last_mib_per_year": last, "rss_at_100_years_extrapolated_mib": icpt + 100 * slope,
+            "threads": args.threads,
+            "model": {"width": args.width, "coarse_blocks": args.coarse_blocks, "fine_blocks": args.fine_blocks},
+            "chunk_days": args.chunk_days,
+            "generated_gib": size,
+            "bare": bare,
+            "apply": runs,
+            "throughput_ratio": ratio,
+            "cpu_throughput_ratio": cpu_ratio,
+            "rss_slope_mib_per_year": slope,
+            "rss_slope_last_mib_per_year": last,
+            "rss_at_100_years_extrapolated_mib": icpt + 100 * slope,
         }
         print(f"apply / bare forward pass: {ratio:.2f} (wall), {cpu_ratio:.2f} (CPU time per simulated year)")
-        print("peak RSS: " + ", ".join(f"{int(n)} y: {r:.0f} MiB" for n, r in zip(xs, rss, strict=True))
-              + f"; slope {slope:+.2f} MiB per simulated year (between the longest two: {last:+.2f}) "
-              f"-> {icpt + 100 * slope:.0f} MiB at 100 years")
+        print(
+            "peak RSS: "
+            + ", ".join(f"{int(n)} y: {r:.0f} MiB" for n, r in zip(xs, rss, strict=True))
+            + f"; slope {slope:+.2f} MiB per simulated year (between the longest two: {last:+.2f}) "
+            f"-> {icpt + 100 * slope:.0f} MiB at 100 years"
+        )
         if args.json:
             args.json.write_text(json.dumps(summary, indent=1, default=float))
 

@@ -64,8 +64,9 @@ def _sync(device: torch.device) -> None:
 def _subset(arrays, n: int):
     from downscale.data.dataset import SampleArrays
 
-    return SampleArrays(x=arrays.x[:n], f=arrays.f[:n], s=arrays.s, y=arrays.y[:n], m=arrays.m[:n],
-                        indices=arrays.indices[:n])
+    return SampleArrays(
+        x=arrays.x[:n], f=arrays.f[:n], s=arrays.s, y=arrays.y[:n], m=arrays.m[:n], indices=arrays.indices[:n]
+    )
 
 
 def _loader(dataset, batch_size: int, seed: int, num_workers: int):
@@ -125,8 +126,13 @@ class EngineLoop:
         _sync(self.device)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         samples = self.epochs * self.n
-        return {"seconds": seconds, "cpu_seconds": cpu, "samples": samples, "samples_per_s": samples / seconds,
-                "loss": fit.history[-1].train_loss}
+        return {
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "samples": samples,
+            "samples_per_s": samples / seconds,
+            "loss": fit.history[-1].train_loss,
+        }
 
 
 class BareLoop:
@@ -183,28 +189,45 @@ class BareLoop:
             samples += n
         _sync(self.device)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        return {"seconds": seconds, "cpu_seconds": cpu, "samples": samples, "samples_per_s": samples / seconds,
-                "loss": float(loss.detach())}
+        return {
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "samples": samples,
+            "samples_per_s": samples / seconds,
+            "loss": float(loss.detach()),
+        }
 
 
 def summarise(runs: list[dict[str, float]], steps: int, flops: float) -> dict[str, Any]:
     """The median repeat (by samples/s), with every repeat's rate kept."""
     rates = [r["samples_per_s"] for r in runs]
     med = runs[int(np.argsort(rates)[len(rates) // 2])]
-    return {"steps": steps, "samples": med["samples"], "seconds": med["seconds"], "cpu_seconds": med["cpu_seconds"],
-            "samples_per_s": med["samples_per_s"], "gflop_per_s": flops * med["samples_per_s"] / 1e9,
-            "repeats_samples_per_s": rates, "repeats_cpu_seconds": [r["cpu_seconds"] for r in runs],
-            "final_loss": runs[-1]["loss"]}
+    return {
+        "steps": steps,
+        "samples": med["samples"],
+        "seconds": med["seconds"],
+        "cpu_seconds": med["cpu_seconds"],
+        "samples_per_s": med["samples_per_s"],
+        "gflop_per_s": flops * med["samples_per_s"] / 1e9,
+        "repeats_samples_per_s": rates,
+        "repeats_cpu_seconds": [r["cpu_seconds"] for r in runs],
+        "final_loss": runs[-1]["loss"],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="simple_cnn", help="a registered model (downscale.models.MODELS)")
     ap.add_argument("--model-kwargs", default="{}", help="JSON options for the model, e.g. '{\"width\": 64}'")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=4,
-                    help="timed optimizer steps per repeat (rounded up to whole epochs of --samples)")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=4,
+        help="timed optimizer steps per repeat (rounded up to whole epochs of --samples)",
+    )
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each loop, interleaved; the median is kept")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps before each timed run")
     ap.add_argument("--samples", type=int, default=32, help="synthetic days held in memory (rounded to whole batches)")
@@ -232,21 +255,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dataset = SampleDataset(arrays)
     loss_fn = create_criterion("mse", list(TARGETS))
     seed_everything(args.seed)
-    model = create_model(args.model, in_channels=PREDICTORS, out_channels=loss_fn.out_channels,
-                         n_forcings=args.forcings, n_static=args.static, **json.loads(args.model_kwargs))
+    model = create_model(
+        args.model,
+        in_channels=PREDICTORS,
+        out_channels=loss_fn.out_channels,
+        n_forcings=args.forcings,
+        n_static=args.static,
+        **json.loads(args.model_kwargs),
+    )
     initial = copy.deepcopy(model.state_dict())
     params = int(sum(p.numel() for p in model.parameters()))
 
     flops = flops_per_sample(model, loss_fn, _first_batch(dataset, args.batch_size))
 
-    engine_loop = EngineLoop(model, loss_fn, dataset, batch_size=args.batch_size, steps=args.steps,
-                             warmup=args.warmup, lr=args.lr, device=device, seed=args.seed,
-                             num_workers=args.num_workers, amp=args.amp)
+    engine_loop = EngineLoop(
+        model,
+        loss_fn,
+        dataset,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        lr=args.lr,
+        device=device,
+        seed=args.seed,
+        num_workers=args.num_workers,
+        amp=args.amp,
+    )
     bare_model = copy.deepcopy(model)
     bare_model.load_state_dict(initial)
-    bare_loop = BareLoop(bare_model, loss_fn, arrays, batch_size=args.batch_size, steps=engine_loop.steps,
-                         warmup=args.warmup, lr=args.lr, device=device, seed=args.seed,
-                         amp_dtype=engine_loop.amp_dtype)
+    bare_loop = BareLoop(
+        bare_model,
+        loss_fn,
+        arrays,
+        batch_size=args.batch_size,
+        steps=engine_loop.steps,
+        warmup=args.warmup,
+        lr=args.lr,
+        device=device,
+        seed=args.seed,
+        amp_dtype=engine_loop.amp_dtype,
+    )
     engine_runs, bare_runs = [], []
     for _ in range(args.repeats):  # interleaved, so that drifting machine load hits both alike
         engine_runs.append(engine_loop.run())
@@ -256,15 +304,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ratio = engine["samples_per_s"] / bare["samples_per_s"]
 
     result = {
-        "model": args.model, "model_kwargs": json.loads(args.model_kwargs), "parameters": params,
-        "device": str(device), "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                                               else platform.processor() or platform.machine()),
+        "model": args.model,
+        "model_kwargs": json.loads(args.model_kwargs),
+        "parameters": params,
+        "device": str(device),
+        "device_name": (
+            torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+        ),
         "amp": str(engine_loop.amp_dtype).replace("torch.", "") if engine_loop.amp_dtype else "off",
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "python": sys.version.split()[0],
-        "shapes": {"x": [n, PREDICTORS, *COARSE], "y": [n, len(TARGETS), *FINE],
-                   "forcings": args.forcings, "static": args.static},
-        "batch_size": args.batch_size, "warmup_steps": args.warmup, "steps": engine["steps"], "repeats": args.repeats,
-        "flops_per_sample": flops, "engine": engine, "bare": bare, "ratio": ratio, "target_ratio": 0.9,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "shapes": {
+            "x": [n, PREDICTORS, *COARSE],
+            "y": [n, len(TARGETS), *FINE],
+            "forcings": args.forcings,
+            "static": args.static,
+        },
+        "batch_size": args.batch_size,
+        "warmup_steps": args.warmup,
+        "steps": engine["steps"],
+        "repeats": args.repeats,
+        "flops_per_sample": flops,
+        "engine": engine,
+        "bare": bare,
+        "ratio": ratio,
+        "target_ratio": 0.9,
     }
     print(markdown(result))
     if args.json:
@@ -285,8 +350,9 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for name in ("engine", "bare"):
         e = r[name]
-        lines.append(f"| {name} | {e['samples_per_s']:.1f} | {1e3 * e['seconds'] / e['steps']:.1f} | "
-                     f"{e['gflop_per_s']:.1f} |")
+        lines.append(
+            f"| {name} | {e['samples_per_s']:.1f} | {1e3 * e['seconds'] / e['steps']:.1f} | {e['gflop_per_s']:.1f} |"
+        )
     ok = "meets" if r["ratio"] >= r["target_ratio"] else "below"
     lines += [
         "",

@@ -93,26 +93,43 @@ def main() -> None:
     ap.add_argument("--ks", default="10,30,90,all")
     ap.add_argument("--seeds", type=int, default=5, help="k-shot draws for k <= 30 (one for larger k)")
     ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--climatology", action="store_true",
-                    help="the per-cell climatology of the training days as a static field (data.static_climatology), "
-                         "in pretraining and on the target pair; results go to <direction>-<var>-clim")
+    ap.add_argument(
+        "--climatology",
+        action="store_true",
+        help="the per-cell climatology of the training days as a static field (data.static_climatology), "
+        "in pretraining and on the target pair; results go to <direction>-<var>-clim",
+    )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--steps", type=int, default=600, help="optimiser steps per run (epochs derived from k)")
     ap.add_argument("--max-epochs", type=int, default=150)
     ap.add_argument("--pretrain-epochs", type=int, default=12)
-    ap.add_argument("--transfer-set", action="append", default=[],
-                    help="extra recipe override of the transfer runs, e.g. train.lr=3e-4 (repeatable; needs --label)")
+    ap.add_argument(
+        "--transfer-set",
+        action="append",
+        default=[],
+        help="extra recipe override of the transfer runs, e.g. train.lr=3e-4 (repeatable; needs --label)",
+    )
     ap.add_argument("--label", default=None, help="name of a transfer variant (its runs are 'transfer-LABEL')")
-    ap.add_argument("--parent", type=Path, default=None,
-                    help="a pretrained bundle to fine-tune instead of the benchmark's own pretraining (needs --label)")
-    ap.add_argument("--mixed", action="store_true",
-                    help="also train from scratch on the k days mixed with all the source pair's days "
-                         "(transfer.sources, one run, single-source batches; runs 'mixed-...')")
+    ap.add_argument(
+        "--parent",
+        type=Path,
+        default=None,
+        help="a pretrained bundle to fine-tune instead of the benchmark's own pretraining (needs --label)",
+    )
+    ap.add_argument(
+        "--mixed",
+        action="store_true",
+        help="also train from scratch on the k days mixed with all the source pair's days "
+        "(transfer.sources, one run, single-source batches; runs 'mixed-...')",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "transfer-curve")
     ap.add_argument("--doc-dir", type=Path, default=ROOT / "docs")
-    ap.add_argument("--combine", action="store_true",
-                    help="only draw docs/img/transfer-curve.png from every finished experiment under --out")
+    ap.add_argument(
+        "--combine",
+        action="store_true",
+        help="only draw docs/img/transfer-curve.png from every finished experiment under --out",
+    )
     args = ap.parse_args()
     if args.combine:
         combine(args)
@@ -147,7 +164,9 @@ def main() -> None:
         print(f"pretrained on {source} in {time.perf_counter() - t0:.0f} s", flush=True)
 
     transfer_set = [
-        "transfer.loading=shape_filtered", "transfer.adapt_input=true", "transfer.reset_head=auto",
+        "transfer.loading=shape_filtered",
+        "transfer.adapt_input=true",
+        "transfer.reset_head=auto",
         "transfer.normaliser=parent",
     ]
     variant = f"transfer-{args.label}" if args.label else "transfer"
@@ -172,12 +191,19 @@ def main() -> None:
                 ov = _overrides(target, args.var, args, k, seed)
                 t0 = time.perf_counter()
                 if method == "mixed":  # multi-source: the k days + every day of the source pair, weights 1:1
-                    mix = {"recipe": RECIPE[source].name, "weight": 1.0,
-                           "set": ["data.shots=null", "data.periods.validation=null"]}
+                    mix = {
+                        "recipe": RECIPE[source].name,
+                        "weight": 1.0,
+                        "set": ["data.shots=null", "data.periods.validation=null"],
+                    }
                     per_epoch = math.ceil(((k or 1083) * 0.8 + 1354) / args.batch_size)
                     epochs = max(2, math.ceil(args.steps / per_epoch))
-                    ov = [*ov, f"transfer={{sources: [{json.dumps(mix)}], weight: 1.0}}",
-                          f"train.epochs={epochs}", f"train.patience={max(2, epochs // 2)}"]
+                    ov = [
+                        *ov,
+                        f"transfer={{sources: [{json.dumps(mix)}], weight: 1.0}}",
+                        f"train.epochs={epochs}",
+                        f"train.patience={max(2, epochs // 2)}",
+                    ]
                     train(load_recipe(RECIPE[target], ov), out / name, progress=False)
                 elif method != "scratch":
                     recipe = load_recipe(RECIPE[target], ov + transfer_set + args.transfer_set)
@@ -186,8 +212,11 @@ def main() -> None:
                     train(load_recipe(RECIPE[target], ov), out / name, progress=False)
                 done(name, _rows(out / name), time.perf_counter() - t0, {"method": method, "k": ktext, "seed": seed})
                 r = {x["metric"]: x["value"] for x in results[name]["rows"] if x["method"] == "emulator"}
-                print(f"{name}: rmse {r.get('rmse', float('nan')):.3f}  p99 {r.get('p99_abs_bias', float('nan')):.3f}"
-                      f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+                print(
+                    f"{name}: rmse {r.get('rmse', float('nan')):.3f}  p99 {r.get('p99_abs_bias', float('nan')):.3f}"
+                    f"  ({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
     report(results, tag, args)
 
 
@@ -199,7 +228,9 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
     import numpy as np
 
     ks = args.ks.split(",")
-    methods = ["transfer"] + sorted({e["method"] for e in results.values() if e.get("method", "").startswith("transfer-")})
+    methods = ["transfer"] + sorted(
+        {e["method"] for e in results.values() if e.get("method", "").startswith("transfer-")}
+    )
     methods += ["mixed"] if any(e.get("method") == "mixed" for e in results.values()) else []
     methods.append("scratch")
     table: dict[tuple[str, str], dict[str, tuple[float, float, int]]] = {}
@@ -209,7 +240,11 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
             for metric in ("rmse", "p99_abs_bias"):
                 vals = np.array([_value(e, metric) for e in entries])
                 if len(vals):
-                    table.setdefault((method, metric), {})[k] = (float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, len(vals))
+                    table.setdefault((method, metric), {})[k] = (
+                        float(vals.mean()),
+                        float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                        len(vals),
+                    )
     zero = results.get("zero-shot")
     any_entry = next(iter(results.values()))
     units = {r["metric"]: r["units"] for r in any_entry["rows"]}
@@ -240,14 +275,24 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
             if len(pairs) > 1:
                 d = np.array([b - a for a, b in pairs])  # scratch minus transfer: positive when transfer is better
                 t = d.mean() / d.std(ddof=1) * np.sqrt(len(d)) if d.std(ddof=1) > 0 else float("nan")
-                cells.append(f"{sum(a < b for a, b in pairs)}/{len(pairs)}, {d.mean():+.3f} ± {d.std(ddof=1):.3f} (t {t:.1f})")
+                cells.append(
+                    f"{sum(a < b for a, b in pairs)}/{len(pairs)}, {d.mean():+.3f} ± {d.std(ddof=1):.3f} (t {t:.1f})"
+                )
             else:
                 cells.append(f"{sum(a < b for a, b in pairs)}/{len(pairs)}" if pairs else "–")
         wins.append(f"| {method} | " + " | ".join(cells) + " |")
     if wins:
-        lines += ["", ("Draws on which the transfer RMSE is below scratch's (same k days), and the paired difference "
-                       "scratch minus transfer (mean ± standard deviation over the draws, t statistic):"), "",
-                  "| method | " + " | ".join(f"k={k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|", *wins]
+        lines += [
+            "",
+            (
+                "Draws on which the transfer RMSE is below scratch's (same k days), and the paired difference "
+                "scratch minus transfer (mean ± standard deviation over the draws, t statistic):"
+            ),
+            "",
+            "| method | " + " | ".join(f"k={k}" for k in ks) + " |",
+            "|---" * (len(ks) + 1) + "|",
+            *wins,
+        ]
     base = next((e for e in results.values() if e.get("method") == "scratch"), None)
     if base:
         lines.append("")
@@ -277,8 +322,17 @@ def report(results: dict[str, Any], tag: str, args: argparse.Namespace) -> None:
             m = [vals.get(k, (np.nan, 0, 0))[0] for k in ks]
             s = [vals.get(k, (np.nan, 0, 0))[1] for k in ks]
             main = method in ("transfer", "scratch")  # the variants without error bars, to keep the figure legible
-            ax.errorbar(xs, m, yerr=s if main else None, marker="o" if main else ".", capsize=3, color=colour,
-                        label=method, lw=1.5 if main else 0.8, alpha=1.0 if main else 0.8)
+            ax.errorbar(
+                xs,
+                m,
+                yerr=s if main else None,
+                marker="o" if main else ".",
+                capsize=3,
+                color=colour,
+                label=method,
+                lw=1.5 if main else 0.8,
+                alpha=1.0 if main else 0.8,
+            )
         if zero:
             ax.axhline(_value(zero, metric), color="tab:green", ls="--", label="zero-shot")
         if base:
@@ -316,10 +370,23 @@ def combine(args: argparse.Namespace) -> None:
             for method, colour in (("transfer", "tab:blue"), ("scratch", "tab:orange")):
                 stats = []
                 for k in ks:
-                    vals = [_value(e, metric) for e in results.values() if e.get("method") == method and str(e.get("k")) == k]
-                    stats.append((np.mean(vals), np.std(vals, ddof=1) if len(vals) > 1 else 0.0) if vals else (np.nan, 0.0))
-                ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3,
-                            color=colour, label=method)
+                    vals = [
+                        _value(e, metric)
+                        for e in results.values()
+                        if e.get("method") == method and str(e.get("k")) == k
+                    ]
+                    stats.append(
+                        (np.mean(vals), np.std(vals, ddof=1) if len(vals) > 1 else 0.0) if vals else (np.nan, 0.0)
+                    )
+                ax.errorbar(
+                    xs,
+                    [m for m, _ in stats],
+                    yerr=[s for _, s in stats],
+                    marker="o",
+                    capsize=3,
+                    color=colour,
+                    label=method,
+                )
             if zero:
                 ax.axhline(_value(zero, metric), color="tab:green", ls="--", label="zero-shot")
             if base:

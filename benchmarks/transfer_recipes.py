@@ -34,11 +34,16 @@ def _scores(bundle: Path) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parent", type=Path, default=ROOT / "runs" / "perfect-model-iberia",
-                    help="the pretrained bundle (recipes/perfect-model-iberia.yaml)")
+    ap.add_argument(
+        "--parent",
+        type=Path,
+        default=ROOT / "runs" / "perfect-model-iberia",
+        help="the pretrained bundle (recipes/perfect-model-iberia.yaml)",
+    )
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--set", dest="overrides", action="append", default=[],
-                    help="KEY=VALUE for both recipes (as the CLI's --set)")
+    ap.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="KEY=VALUE for both recipes (as the CLI's --set)"
+    )
     ap.add_argument("--transfer-set", action="append", default=[], help="KEY=VALUE for the transfer recipe only")
     ap.add_argument("--label", default=None, help="name of a transfer variant (its runs are 'transfer-LABEL-sN')")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "transfer-recipes")
@@ -68,22 +73,43 @@ def main() -> None:
                 transfer(args.parent, recipe, args.out / name, progress=False)
             else:
                 train(load_recipe(RECIPES / "scratch-eobs-k30.yaml", ov), args.out / name, progress=False)
-            results[name] = {"scores": _scores(args.out / name), "seconds": time.perf_counter() - t0,
-                             "method": method, "seed": seed, "set": args.transfer_set if method != "scratch" else []}
+            results[name] = {
+                "scores": _scores(args.out / name),
+                "seconds": time.perf_counter() - t0,
+                "method": method,
+                "seed": seed,
+                "set": args.transfer_set if method != "scratch" else [],
+            }
             results_path.write_text(json.dumps(results, indent=1))
             sc = results[name]["scores"]
-            print(f"{name}: tas {sc['emulator:tas']['rmse']:.3f} K, pr {sc['emulator:pr']['rmse']:.3f} mm/day "
-                  f"({results[name]['seconds']:.0f} s)", flush=True)
+            print(
+                f"{name}: tas {sc['emulator:tas']['rmse']:.3f} K, pr {sc['emulator:pr']['rmse']:.3f} mm/day "
+                f"({results[name]['seconds']:.0f} s)",
+                flush=True,
+            )
 
-    methods = sorted({n.rsplit("-s", 1)[0] for n in results if not n.startswith("scratch")}, key=lambda m: (m != "transfer", m))
-    lines = [("Test DJF 1998-2002; mean ± standard deviation over the k-shot draws (data.shots.seed 0, 1, ...); the "
-              "paired difference is scratch minus transfer on the same days (positive: transfer better), with its t "
-              "statistic."), "",
-             ("| transfer variant | variable | metric | draws | transfer | scratch | transfer wins | paired difference "
-              "(t) | bilinear-BC |"), "|---|---|---|---|---|---|---|---|---|"]
+    methods = sorted(
+        {n.rsplit("-s", 1)[0] for n in results if not n.startswith("scratch")}, key=lambda m: (m != "transfer", m)
+    )
+    lines = [
+        (
+            "Test DJF 1998-2002; mean ± standard deviation over the k-shot draws (data.shots.seed 0, 1, ...); the "
+            "paired difference is scratch minus transfer on the same days (positive: transfer better), with its t "
+            "statistic."
+        ),
+        "",
+        (
+            "| transfer variant | variable | metric | draws | transfer | scratch | transfer wins | paired difference "
+            "(t) | bilinear-BC |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for method in methods:
-        seeds = sorted(int(n.rsplit("-s", 1)[1]) for n in results
-                       if n.rsplit("-s", 1)[0] == method and f"scratch-s{n.rsplit('-s', 1)[1]}" in results)
+        seeds = sorted(
+            int(n.rsplit("-s", 1)[1])
+            for n in results
+            if n.rsplit("-s", 1)[0] == method and f"scratch-s{n.rsplit('-s', 1)[1]}" in results
+        )
         if not seeds:
             continue
         settings = next(e.get("set", []) for n, e in results.items() if n.rsplit("-s", 1)[0] == method)
@@ -92,14 +118,23 @@ def main() -> None:
             for metric in ("rmse", "p99_abs_bias"):
                 t = np.array([results[f"{method}-s{s}"]["scores"][f"emulator:{var}"][metric] for s in seeds])
                 s_ = np.array([results[f"scratch-s{s}"]["scores"][f"emulator:{var}"][metric] for s in seeds])
-                bc = np.array([results[f"scratch-s{s}"]["scores"].get(f"bilinear_bc:{var}", {}).get(metric, np.nan)
-                               for s in seeds])
+                bc = np.array(
+                    [
+                        results[f"scratch-s{s}"]["scores"].get(f"bilinear_bc:{var}", {}).get(metric, np.nan)
+                        for s in seeds
+                    ]
+                )
                 d = s_ - t
                 sd_d = d.std(ddof=1) if len(d) > 1 else 0.0
                 tstat = d.mean() / sd_d * np.sqrt(len(d)) if sd_d > 0 else float("nan")
-                sd = (lambda a: f" ± {a.std(ddof=1):.3f}" if len(a) > 1 else "")
-                lines.append(f"| {label} | {var} | {metric} | {len(seeds)} | {t.mean():.3f}{sd(t)} | {s_.mean():.3f}{sd(s_)} | "
-                             f"{int((d > 0).sum())}/{len(d)} | {d.mean():+.3f}{sd(d)} ({tstat:.1f}) | {np.nanmean(bc):.3f} |")
+
+                def sd(a):
+                    return f" ± {a.std(ddof=1):.3f}" if len(a) > 1 else ""
+
+                lines.append(
+                    f"| {label} | {var} | {metric} | {len(seeds)} | {t.mean():.3f}{sd(t)} | {s_.mean():.3f}{sd(s_)} | "
+                    f"{int((d > 0).sum())}/{len(d)} | {d.mean():+.3f}{sd(d)} ({tstat:.1f}) | {np.nanmean(bc):.3f} |"
+                )
     minutes = sum(e["seconds"] for e in results.values()) / 60
     lines += ["", f"Wall time of all runs: {minutes:.0f} min."]
     text = "\n".join(lines)

@@ -72,20 +72,31 @@ def apply(
     inputs: Annotated[list[str], typer.Argument(help="Input files, globs or directories (CMIP5/CMIP6 daily files).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the downscaled NetCDF files.")],
     target_grid: Annotated[
-        Path | None, typer.Option("--target-grid", help="Refuse to run unless the output grid matches this file's grid.")
+        Path | None,
+        typer.Option("--target-grid", help="Refuse to run unless the output grid matches this file's grid."),
     ] = None,
-    scenario: Annotated[str | None, typer.Option(help="Scenario for GHG forcing (default: the inputs' experiment).")] = None,
-    chunk_days: Annotated[int | None, typer.Option(help="Days per chunk (default: the recipe's apply.chunk_days).")] = None,
+    scenario: Annotated[
+        str | None, typer.Option(help="Scenario for GHG forcing (default: the inputs' experiment).")
+    ] = None,
+    chunk_days: Annotated[
+        int | None, typer.Option(help="Days per chunk (default: the recipe's apply.chunk_days).")
+    ] = None,
     halo: Annotated[
         float | None,
-        typer.Option(help="Margin in degrees read around the domain (default: the recipe's apply.halo, else 2 coarse cells)."),
+        typer.Option(
+            help="Margin in degrees read around the domain (default: the recipe's apply.halo, else 2 coarse cells)."
+        ),
     ] = None,
     members: Annotated[int | None, typer.Option(help="Ensemble members per day (a 'member' dimension).")] = None,
     mode: Annotated[str, typer.Option(help="mean or sample: how each head's prediction is read.")] = "mean",
-    seed: Annotated[int, typer.Option(help="Seed of the noise and samples (each chunk seeded from it and its start).")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the noise and samples (each chunk seeded from it and its start).")
+    ] = 0,
     scheduler: Annotated[
         str | None,
-        typer.Option(help="Run chunks on dask.distributed: local:N (N local workers) or tcp://HOST:PORT (a scheduler)."),
+        typer.Option(
+            help="Run chunks on dask.distributed: local:N (N local workers) or tcp://HOST:PORT (a scheduler)."
+        ),
     ] = None,
     on_implausible: Annotated[
         str, typer.Option(help="error: stop at an implausible value; warn: write it, flag it and warn.")
@@ -102,9 +113,21 @@ def apply(
 
     result = _run(
         lambda: downscale_files(
-            bundle, inputs, output, target_grid=target_grid, scenario=scenario, chunk_days=chunk_days, halo=halo,
-            members=members, mode=mode, seed=seed, scheduler=scheduler, on_implausible=on_implausible,
-            progress=progress, console=console, warn=warn,
+            bundle,
+            inputs,
+            output,
+            target_grid=target_grid,
+            scenario=scenario,
+            chunk_days=chunk_days,
+            halo=halo,
+            members=members,
+            mode=mode,
+            seed=seed,
+            scheduler=scheduler,
+            on_implausible=on_implausible,
+            progress=progress,
+            console=console,
+            warn=warn,
         )
     )
     for path in result:
@@ -112,7 +135,8 @@ def apply(
         out.print(f"{verb} {path}", soft_wrap=True, highlight=False)
     out.print(
         f"{result.computed} chunks computed, {result.reused} reused; {len(result) - result.kept} files written, "
-        f"{result.kept} already complete" + (f"; {result.violations} implausible values flagged" if result.violations else ""),
+        f"{result.kept} already complete"
+        + (f"; {result.violations} implausible values flagged" if result.violations else ""),
         highlight=False,
     )
 
@@ -138,7 +162,8 @@ def transfer(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the new bundle.")],
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
     overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a recipe key, e.g. --set data.shots.days=10 (repeatable).")
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe key, e.g. --set data.shots.days=10 (repeatable)."),
     ] = None,
 ) -> None:
     """Fine-tune a pretrained bundle on a new GCM/RCM pair or domain (k-shot: data.shots; zero-shot: days 0)."""
@@ -148,7 +173,9 @@ def transfer(
 
     def run() -> Any:
         parent = load_bundle(bundle)
-        return transfer_fn(parent, load_transfer_recipe(recipe, parent, overrides), output, progress=progress, console=console)
+        return transfer_fn(
+            parent, load_transfer_recipe(recipe, parent, overrides), output, progress=progress, console=console
+        )
 
     result = _run(run)
     _print_result(result)
@@ -168,12 +195,17 @@ def evaluate(
     from downscale.evaluate.runner import evaluate as evaluate_fn
 
     command = f"downscale evaluate {config} -o {output}" + "".join(f" --set {o}" for o in overrides or [])
-    result = _run(lambda: evaluate_fn(config, output, progress=progress, console=console, overrides=overrides,
-                                      command=command))
+    result = _run(
+        lambda: evaluate_fn(config, output, progress=progress, console=console, overrides=overrides, command=command)
+    )
     for note in result.notes:
         console.print(f"[bold yellow]note:[/] {note}", markup=True, highlight=False, soft_wrap=True)
-    out.print(f"{len(result.rows)} scores, {len(result.figures)} figures; report written to "
-              f"{result.out_dir / 'report.html'} in {result.seconds:.0f} s", highlight=False, soft_wrap=True)
+    out.print(
+        f"{len(result.rows)} scores, {len(result.figures)} figures; report written to "
+        f"{result.out_dir / 'report.html'} in {result.seconds:.0f} s",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("models")

@@ -113,7 +113,9 @@ class Emulator:
             lines += describe_lineage(lineage)
         shots = m.get("provenance", {}).get("shots")
         if shots and not lineage:
-            lines.append(f"k-shot:     {shots.get('size')} (seed {shots.get('seed')}), train {', '.join(shots.get('train_days', [])[:4])}, ...")
+            lines.append(
+                f"k-shot:     {shots.get('size')} (seed {shots.get('seed')}), train {', '.join(shots.get('train_days', [])[:4])}, ..."
+            )
         return "\n".join(lines)
 
     # -- inputs -----------------------------------------------------------
@@ -295,9 +297,22 @@ class Emulator:
         idx = dsa.arange(n, chunks=(tchunks,))
         n_members = members or 1
         y = dsa.blockwise(
-            _downscale_block, "tmvhw",
-            xd, "tcij", fd, "tf", td, "t", idx, "t",
-            new_axes={"m": n_members, "v": len(self.targets), "h": self.fine_grid.shape[0], "w": self.fine_grid.shape[1]},
+            _downscale_block,
+            "tmvhw",
+            xd,
+            "tcij",
+            fd,
+            "tf",
+            td,
+            "t",
+            idx,
+            "t",
+            new_axes={
+                "m": n_members,
+                "v": len(self.targets),
+                "h": self.fine_grid.shape[0],
+                "w": self.fine_grid.shape[1],
+            },
             concatenate=True,
             dtype=np.float32,
             meta=np.empty((0, 0, 0, 0, 0), np.float32),
@@ -351,8 +366,17 @@ class Emulator:
         from downscale.data.forcings import compute_forcings
 
         f = compute_forcings(time, self.forcings, scenario)
-        y = _downscale_block(x, f, np.asarray(time), np.arange(start, start + len(x)), emulator=self,
-                             members=members or 1, mode=mode, seed=seed, file=file)
+        y = _downscale_block(
+            x,
+            f,
+            np.asarray(time),
+            np.arange(start, start + len(x)),
+            emulator=self,
+            members=members or 1,
+            mode=mode,
+            seed=seed,
+            file=file,
+        )
         return y if members else y[:, 0]
 
 
@@ -390,8 +414,13 @@ def cached_emulator(path: str | Path, bundle_id: str | None = None) -> Emulator:
             if bundle_id and emu.id != bundle_id:
                 from downscale.errors import BundleError
 
-                raise BundleError("the bundle changed while it was being applied", file=path, found=emu.id,
-                                  expected=bundle_id, fix="do not rewrite a bundle that is in use; re-run")
+                raise BundleError(
+                    "the bundle changed while it was being applied",
+                    file=path,
+                    found=emu.id,
+                    expected=bundle_id,
+                    fix="do not rewrite a bundle that is in use; re-run",
+                )
             _CACHE[key] = emu
         return emu
 
@@ -401,8 +430,11 @@ def _cached_ref(path: str, bundle_id: str) -> EmulatorRef:
 
 
 def _member_coord(members: int) -> xr.DataArray:
-    return xr.DataArray(np.arange(members), dims="member",
-                        attrs={"long_name": "ensemble member of the emulator", "standard_name": "realization"})
+    return xr.DataArray(
+        np.arange(members),
+        dims="member",
+        attrs={"long_name": "ensemble member of the emulator", "standard_name": "realization"},
+    )
 
 
 def _downscale_block(

@@ -162,4 +162,6 @@ def load_bundle(path: str | Path, *, map_location: str = "cpu") -> Bundle:
         optimizer = load_torch(str(path / _OPTIMIZER), device="cpu") if _OPTIMIZER in files else {}
     except (SafetensorError, OSError) as exc:
         raise BundleError(f"unreadable safetensors file ({exc})", file=path, fix="re-create the bundle") from None
-    return Bundle(meta=meta, weights=weights, arrays=arrays, optimizer=optimizer, path=path, id=_sha256(manifest_path)[:16])
+    return Bundle(
+        meta=meta, weights=weights, arrays=arrays, optimizer=optimizer, path=path, id=_sha256(manifest_path)[:16]
+    )

@@ -143,7 +143,9 @@ class DataSection(ConfigSection):
     def _climatology_of_targets(self) -> DataSection:
         unknown = [n for n in self.static_climatology if n not in self.targets]
         if unknown:
-            raise ValueError(f"static_climatology lists {', '.join(unknown)}, which is not a target (targets: {', '.join(self.targets)})")
+            raise ValueError(
+                f"static_climatology lists {', '.join(unknown)}, which is not a target (targets: {', '.join(self.targets)})"
+            )
         return self
 
 
@@ -272,8 +274,10 @@ class Recipe(RootedConfig):
 
         for name in self.train.wet_day_adaptation:
             if name not in self.data.targets:
-                raise ValueError(f"train.wet_day_adaptation lists {name}, which is not a target "
-                                 f"(targets: {', '.join(self.data.targets)})")
+                raise ValueError(
+                    f"train.wet_day_adaptation lists {name}, which is not a target "
+                    f"(targets: {', '.join(self.data.targets)})"
+                )
             if get_spec(name).units != "kg m-2 s-1":
                 raise ValueError(f"train.wet_day_adaptation applies to precipitation only, not {name}")
         return self
@@ -300,7 +304,9 @@ def _section_model(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseMode
     return None
 
 
-def explain_validation_error(err: ValidationError, file: str, root: type[BaseModel], noun: str = "recipe key") -> RecipeError:
+def explain_validation_error(
+    err: ValidationError, file: str, root: type[BaseModel], noun: str = "recipe key"
+) -> RecipeError:
     """The first pydantic error as one line naming the key, the file and the fix."""
     first = err.errors()[0]
     loc = tuple(first["loc"])
@@ -321,8 +327,9 @@ def explain_validation_error(err: ValidationError, file: str, root: type[BaseMod
     return RecipeError(f"invalid value for '{where}': {msg}", file=file, found=repr(first.get("input"))[:80])
 
 
-def read_config(path: Path, model: type[RootedConfig], what: str, overrides: list[str] | None,
-                noun: str = "recipe key") -> Any:
+def read_config(
+    path: Path, model: type[RootedConfig], what: str, overrides: list[str] | None, noun: str = "recipe key"
+) -> Any:
     """Read a YAML config file into ``model``: one-line errors for a missing file, bad YAML, a value
     that is not a mapping, bad overrides (``KEY=VALUE``, dotted keys) and invalid keys or values."""
     if not path.is_file():
@@ -353,7 +360,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], file: str) -> dic
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
-            raise RecipeError(f"override '{item}' has an invalid value", file=file, fix="quote strings, e.g. key='a b'") from None
+            raise RecipeError(
+                f"override '{item}' has an invalid value", file=file, fix="quote strings, e.g. key='a b'"
+            ) from None
         node = raw
         parts = key.strip().split(".")
         for part in parts[:-1]:

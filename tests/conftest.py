@@ -30,8 +30,9 @@ def trained_bundle(tmp_path_factory) -> Path:
     """The real perfect-model Iberia recipe, trained once through the CLI; on a shorter schedule
     and a narrower network than the recipe's (which takes ~7 min on 2 cores and is measured in
     docs/skill.md), so that the suite stays fast.  Everything else is the recipe's."""
-    from downscale.cli.main import app
     from typer.testing import CliRunner
+
+    from downscale.cli.main import app
 
     out = tmp_path_factory.mktemp("bundle") / "perfect-model-iberia"
     shorter = ["--set", "model.width=32", "--set", "model.fine_blocks=3", "--set", "train.epochs=15"]
@@ -51,7 +52,9 @@ def tiny_bundle(tmp_path_factory) -> Path:
     recipe = load_recipe(RECIPES / "perfect-model-iberia.yaml")
     recipe = recipe.model_copy(
         update={
-            "model": recipe.model.model_validate({"type": "simple_cnn", "width": 8, "coarse_blocks": 1, "fine_blocks": 1}),
+            "model": recipe.model.model_validate(
+                {"type": "simple_cnn", "width": 8, "coarse_blocks": 1, "fine_blocks": 1}
+            ),
             "train": recipe.train.model_copy(update={"epochs": 1}),
         }
     )

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from downscale.cli.main import app
 from typer.testing import CliRunner
 
 import downscale
 from downscale.apply import downscale_files
 from downscale.apply.inputs import check_covers, parse_drs, subset_region
+from downscale.cli.main import app
 from downscale.data.grids import Grid
 from downscale.errors import DataError, GridMismatchError
 
@@ -114,13 +114,13 @@ name: tiny-plev
 framework: emulator
 data:
   predictors:
-    tas: {_src('tas')}
-    pr: {_src('pr')}
-    ta850: {_src('ta850')}
+    tas: {_src("tas")}
+    pr: {_src("pr")}
+    ta850: {_src("ta850")}
   targets:
     tas: {CORDEX}/tas_EUR-44_ICHEC-EC-EARTH_historical_r1i1p1_KNMI-RACMO22E_v1_day_DJF1983-2002.nc
     pr: {CORDEX}/pr_EUR-44_ICHEC-EC-EARTH_historical_r1i1p1_KNMI-RACMO22E_v1_day_DJF1983-2002.nc
-  coarse_grid: {_src('tas')}
+  coarse_grid: {_src("tas")}
   forcings: [season]
   periods:
     train: {{season: DJF, years: [1983, 1983]}}
@@ -135,10 +135,22 @@ train: {{epochs: 1, batch_size: 32}}
 def test_parse_drs_cmip5_and_cmip6():
     d = parse_drs("tas_day_CNRM-CM5_rcp85_r1i1p1_20060101-20151231.nc")
     assert (d.variable, d.table, d.model, d.experiment, d.member, d.grid, d.dates) == (
-        "tas", "day", "CNRM-CM5", "rcp85", "r1i1p1", None, "20060101-20151231")
+        "tas",
+        "day",
+        "CNRM-CM5",
+        "rcp85",
+        "r1i1p1",
+        None,
+        "20060101-20151231",
+    )
     d = parse_drs("ta_day_MPI-ESM1-2-HR_ssp585_r1i1p1f1_gn_20150101-20191231.nc")
-    assert (d.model, d.experiment, d.member, d.grid, d.dates) == ("MPI-ESM1-2-HR", "ssp585", "r1i1p1f1", "gn",
-                                                                   "20150101-20191231")
+    assert (d.model, d.experiment, d.member, d.grid, d.dates) == (
+        "MPI-ESM1-2-HR",
+        "ssp585",
+        "r1i1p1f1",
+        "gn",
+        "20150101-20191231",
+    )
     assert parse_drs("cnrm_tas_pr.nc").model is None
 
 
@@ -146,7 +158,8 @@ def test_hist_and_rcp85_give_separate_cf_outputs(reference, tiny_bundle):
     names = sorted(p.name for p in reference.glob("*.nc"))
     assert names == [
         f"{v}_EUR-44_CNRM-CM5_{e}_r1i1p1_downscale-perfect-model-iberia_day_{d}.nc"
-        for v in ("pr", "tas") for e, d in (("historical", "19821201-19830129"), ("rcp85", "20801201-20810129"))
+        for v in ("pr", "tas")
+        for e, d in (("historical", "19821201-19830129"), ("rcp85", "20801201-20810129"))
     ]
     assert not [p for p in reference.iterdir() if p.name.startswith(".") and p.name != ".downscale-apply.log"]
     emu = downscale.load(tiny_bundle)
@@ -154,8 +167,11 @@ def test_hist_and_rcp85_give_separate_cf_outputs(reference, tiny_bundle):
     pr = ds["pr"]
     assert ds.attrs["Conventions"] == "CF-1.8" and "downscale apply" in ds.attrs["history"]
     assert ds.attrs["downscale_bundle_id"] == emu.id
-    assert (ds.attrs["driving_model_id"], ds.attrs["driving_experiment_name"],
-            ds.attrs["driving_model_ensemble_member"]) == ("CNRM-CM5", "historical", "r1i1p1")
+    assert (
+        ds.attrs["driving_model_id"],
+        ds.attrs["driving_experiment_name"],
+        ds.attrs["driving_model_ensemble_member"],
+    ) == ("CNRM-CM5", "historical", "r1i1p1")
     assert pr.attrs["grid_mapping"] == "rotated_pole" and ds["rotated_pole"].attrs["grid_mapping_name"]
     assert ds["lat"].dims == ("rlat", "rlon") and pr.encoding["zlib"] and pr.dims == ("time", "rlat", "rlon")
     assert ds["time"].encoding["calendar"] == "standard" and ds.sizes["time"] == DAYS
@@ -177,8 +193,13 @@ def test_one_output_per_input_period(tmp_path, tiny_bundle, reference):
     """Two files per variable (one per winter) give two outputs per variable, with the same numbers."""
     for var in ("tas", "pr"):
         ds = _open(_src(var)).isel(time=slice(0, DAYS))
-        _write(ds.isel(time=slice(0, 31)), tmp_path / "in" / f"{var}_day_CNRM-CM5_historical_r1i1p1_19821201-19821231.nc")
-        _write(ds.isel(time=slice(31, DAYS)), tmp_path / "in" / f"{var}_day_CNRM-CM5_historical_r1i1p1_19830101-19830129.nc")
+        _write(
+            ds.isel(time=slice(0, 31)), tmp_path / "in" / f"{var}_day_CNRM-CM5_historical_r1i1p1_19821201-19821231.nc"
+        )
+        _write(
+            ds.isel(time=slice(31, DAYS)),
+            tmp_path / "in" / f"{var}_day_CNRM-CM5_historical_r1i1p1_19830101-19830129.nc",
+        )
     downscale_files(tiny_bundle, [str(tmp_path / "in" / "*.nc")], tmp_path / "out", chunk_days=30)
     names = sorted(p.name for p in (tmp_path / "out").glob("tas_*.nc"))
     assert [n.rsplit("_", 1)[1] for n in names] == ["19821201-19821231.nc", "19830101-19830129.nc"]
@@ -201,9 +222,11 @@ def _global(var: str, days: int = DAYS) -> xr.Dataset:
     data = np.broadcast_to(field.astype(np.float32), (days, lat.size, lon.size)).copy()
     cols = np.round((src["lon"].values % 360.0) / 1.40625).astype(int)
     data[:, 30:38, :][:, :, cols] = src[var].values
-    out = xr.Dataset({var: (("time", "lat", "lon"), data, src[var].attrs)},
-                     coords={"time": src["time"], "lat": ("lat", lat, src["lat"].attrs),
-                             "lon": ("lon", lon, src["lon"].attrs)}, attrs=src.attrs)
+    out = xr.Dataset(
+        {var: (("time", "lat", "lon"), data, src[var].attrs)},
+        coords={"time": src["time"], "lat": ("lat", lat, src["lat"].attrs), "lon": ("lon", lon, src["lon"].attrs)},
+        attrs=src.attrs,
+    )
     out["time"].encoding.update(src["time"].encoding)
     return out
 
@@ -214,7 +237,7 @@ def test_global_input_is_subset_with_halo_and_matches_the_regional_one(tmp_path,
     emu = downscale.load(tiny_bundle)
     ds = _open(next((tmp_path / "in").glob("tas_*.nc")))
     grid = Grid.from_dataset(ds)
-    sub, sub_grid = subset_region(ds["tas"], grid, emu.coarse_grid, 2.9)
+    _sub, sub_grid = subset_region(ds["tas"], grid, emu.coarse_grid, 2.9)
     assert sub_grid.shape[0] < 20 and sub_grid.shape[1] < 20  # of 58 x 256: read only around the domain
     assert sub_grid.covers(emu.coarse_grid, 0.0) and (sub_grid.lon_bounds.max() - sub_grid.lon_bounds.min()) < 30
     downscale_files(tiny_bundle, [tmp_path / "in"], tmp_path / "out", chunk_days=30)
@@ -272,8 +295,10 @@ def test_calendar_is_preserved(tmp_path, tiny_bundle, calendar):
 
     src = _open(_src("tas")).isel(time=slice(0, 60))
     day = 30 if calendar == "360_day" else 31
-    times = [cftime.datetime(1982, 12, 1, 12, calendar=calendar) + __import__("datetime").timedelta(days=i)
-             for i in range(60)]
+    times = [
+        cftime.datetime(1982, 12, 1, 12, calendar=calendar) + __import__("datetime").timedelta(days=i)
+        for i in range(60)
+    ]
     assert times[day].month == 1
     for var in ("tas", "pr"):
         ds = _open(_src(var)).isel(time=slice(0, 60)).drop_vars("time_bnds").assign_coords(time=times)
@@ -298,10 +323,25 @@ def test_killed_run_resumes_without_recomputing_and_identically(tmp_path, tiny_b
     """SIGKILL once an rcp85 chunk is stored (the historical files are written or being written); the re-run
     keeps what is finished, computes only the rest, and its outputs are bit-identical to an uninterrupted run."""
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "downscale.cli.main", "apply", str(tiny_bundle), str(small), "-o", str(out),
-           "--chunk-days", "30", "--no-progress"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "DOWNSCALE_APPLY_TEST_DELAY": "0.3", "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [
+        sys.executable,
+        "-m",
+        "downscale.cli.main",
+        "apply",
+        str(tiny_bundle),
+        str(small),
+        "-o",
+        str(out),
+        "--chunk-days",
+        "30",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, "DOWNSCALE_APPLY_TEST_DELAY": "0.3", "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not list(out.glob(".downscale-work/*/2080*/c*.npy")) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -317,7 +357,7 @@ def test_killed_run_resumes_without_recomputing_and_identically(tmp_path, tiny_b
     warned: list[str] = []
     result = downscale_files(tiny_bundle, [small], out, chunk_days=30, warn=warned.append)
     assert any("taking over the stale lock" in w for w in warned)
-    second, reused = _log(out, "computed chunk")[len(first):], _log(out, "reused chunk")
+    second, reused = _log(out, "computed chunk")[len(first) :], _log(out, "reused chunk")
     assert result.reused == len(reused) >= 1 and result.computed == len(second)  # at least the rcp85 chunk
     assert not set(second) & (set(first) | set(reused))  # nothing finished is computed again
     every = {f"CNRM-CM5_{e}_r1i1p1 {a}-{a + 30}" for e in ("historical", "rcp85") for a in (0, 30)}
@@ -356,7 +396,9 @@ def test_concurrent_run_is_refused_and_a_stale_lock_taken_over(tmp_path, tiny_bu
 
 @pytest.mark.timeout(120)
 def test_local_cluster_gives_identical_output(tmp_path, tiny_bundle, small, reference):
-    pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'downscale[distributed]')")
+    pytest.importorskip(
+        "distributed", reason="dask.distributed is not installed (pip install 'downscale[distributed]')"
+    )
     result = downscale_files(tiny_bundle, [small], tmp_path / "out", chunk_days=30, scheduler="local:2")
     assert result.computed == 4 and len(result) == 4
     _same(tmp_path / "out", reference)
@@ -369,8 +411,9 @@ def test_members_dimension(tmp_path, tiny_bundle, small):
     assert ds["tas"].dims == ("time", "member", "rlat", "rlon") and ds.sizes["member"] == 2
     assert ds.attrs["downscale_members"] == 2
     emu = downscale.load(tiny_bundle)
-    lazy = emu.downscale(xr.merge([_open(_src(v)).isel(time=slice(0, DAYS))[v] for v in ("tas", "pr")]),
-                         members=2, chunk_days=30)
+    lazy = emu.downscale(
+        xr.merge([_open(_src(v)).isel(time=slice(0, DAYS))[v] for v in ("tas", "pr")]), members=2, chunk_days=30
+    )
     np.testing.assert_array_equal(lazy["tas"].values, ds["tas"].values)
 
 
@@ -403,7 +446,10 @@ def narrow_bundle(tmp_path_factory, tiny_bundle) -> Path:
 def test_implausible_output_stops_the_run(tmp_path, narrow_bundle, small):
     text = invoke("apply", narrow_bundle, small, "-o", tmp_path / "out", "--no-progress", code=2)
     assert "variable 'tas': implausible downscaled tas (too " in text and "plausible range 285..290 K" in text
-    assert re.search(r"\(too (?:high|low)\): [\d.]+ K on 198[23]-\d\d-\d\d at cell \(rlat \d+, rlon \d+; lat \d+\.\d\d, lon -?\d+\.\d\d\)", text)
+    assert re.search(
+        r"\(too (?:high|low)\): [\d.]+ K on 198[23]-\d\d-\d\d at cell \(rlat \d+, rlon \d+; lat \d+\.\d\d, lon -?\d+\.\d\d\)",
+        text,
+    )
     assert "--on-implausible warn" in text and not list((tmp_path / "out").glob("*.nc"))
 
 
@@ -452,7 +498,13 @@ def test_error_output_folder_not_writable(tmp_path, tiny_bundle, small):
 
 
 def test_error_target_grid_mismatch(tmp_path, tiny_bundle, small):
-    other = ROOT / "examples" / "data" / "grids" / "tas_EUR-22_MPI-M-MPI-ESM-LR_rcp85_r1i1p1_GERICS-REMO2015_v1_mon_202101.nc"
+    other = (
+        ROOT
+        / "examples"
+        / "data"
+        / "grids"
+        / "tas_EUR-22_MPI-M-MPI-ESM-LR_rcp85_r1i1p1_GERICS-REMO2015_v1_mon_202101.nc"
+    )
     text = invoke("apply", tiny_bundle, small, "-o", tmp_path / "out", "--target-grid", other, "--no-progress", code=2)
     assert "does not match the emulator's fine grid" in text and "rotated_pole 28x30" in text and "Fix:" in text
     same = next(CORDEX.glob("tas_*historical*.nc"))
@@ -483,16 +535,16 @@ name: tiny-ncep
 framework: emulator
 data:
   predictors:
-    tas: {_ncep('tas')}
-    pr: {_ncep('pr')}
-    psl: {_ncep('psl')}
+    tas: {_ncep("tas")}
+    pr: {_ncep("pr")}
+    psl: {_ncep("psl")}
   targets:
     tas: {EOBS}/tas_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc
     pr: {EOBS}/pr_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc
   static:
     orog: {CORDEX}/orog_EUR-44_Iberia-subset_derived-from-HSURF-0.11deg_fx.nc
   static_regrid: bilinear
-  coarse_grid: {_ncep('tas')}
+  coarse_grid: {_ncep("tas")}
   regrid: bilinear
   forcings: [season]
   periods:

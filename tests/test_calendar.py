@@ -39,8 +39,14 @@ def _daily(calendar: str, start: str = "1982-01-01", end: str = "1985-12-30") ->
 
 @pytest.mark.parametrize(
     ("calendar", "djf1984", "djf1983"),
-    [("standard", 91, 90), ("proleptic_gregorian", 91, 90), ("julian", 91, 90),
-     ("noleap", 90, 90), ("all_leap", 91, 91), ("360_day", 90, 90)],
+    [
+        ("standard", 91, 90),
+        ("proleptic_gregorian", 91, 90),
+        ("julian", 91, 90),
+        ("noleap", 90, 90),
+        ("all_leap", 91, 91),
+        ("360_day", 90, 90),
+    ],
 )
 def test_djf_counts_per_calendar(calendar, djf1984, djf1983):
     da = _daily(calendar)
@@ -80,11 +86,13 @@ def test_years_past_2262_work():
 
 @pytest.mark.parametrize(
     ("date", "calendar", "fix"),
-    [("1997-02-29", "noleap", "use 1997-02-28"),
-     ("1997-02-29", "standard", "1997 is not a leap year"),
-     ("2000-02-30", "standard", "use 2000-02-29"),
-     ("2000-05-31", "360_day", "the 360_day calendar has 30-day months"),
-     ("2000-02-29", "365_day", "no 29 February")],
+    [
+        ("1997-02-29", "noleap", "use 1997-02-28"),
+        ("1997-02-29", "standard", "1997 is not a leap year"),
+        ("2000-02-30", "standard", "use 2000-02-29"),
+        ("2000-05-31", "360_day", "the 360_day calendar has 30-day months"),
+        ("2000-02-29", "365_day", "no 29 February"),
+    ],
 )
 def test_period_dates_must_exist_in_calendar(date, calendar, fix):
     with pytest.raises(CalendarError, match=fix) as info:
@@ -92,8 +100,10 @@ def test_period_dates_must_exist_in_calendar(date, calendar, fix):
     assert "gcm.nc" in str(info.value) and date in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(("date", "calendar"), [("2000-02-29", "standard"), ("2000-02-30", "360_day"),
-                                                ("1997-02-29", "all_leap"), ("1900-02-29", "julian")])
+@pytest.mark.parametrize(
+    ("date", "calendar"),
+    [("2000-02-29", "standard"), ("2000-02-30", "360_day"), ("1997-02-29", "all_leap"), ("1900-02-29", "julian")],
+)
 def test_period_dates_valid(date, calendar):
     check_period_in_calendar(Period(end=date), calendar)
 
@@ -127,8 +137,14 @@ def test_season_year_mapping():
 
 @pytest.mark.parametrize(
     ("calendar", "year", "ndays", "last_day"),
-    [("standard", 1984, 366, 31), ("standard", 1983, 365, 31), ("proleptic_gregorian", 1984, 366, 31),
-     ("noleap", 1984, 365, 31), ("all_leap", 1983, 366, 31), ("360_day", 1984, 360, 30)],
+    [
+        ("standard", 1984, 366, 31),
+        ("standard", 1983, 365, 31),
+        ("proleptic_gregorian", 1984, 366, 31),
+        ("noleap", 1984, 365, 31),
+        ("all_leap", 1983, 366, 31),
+        ("360_day", 1984, 360, 30),
+    ],
 )
 def test_day_of_year_features(calendar, year, ndays, last_day):
     time = [cftime.datetime(year, 1, 1, 12, calendar=calendar), cftime.datetime(year, 12, last_day, calendar=calendar)]

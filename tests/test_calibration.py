@@ -86,8 +86,12 @@ def test_bundle_stores_and_applies_the_thresholds(tmp_path, root):
     recipe = load_recipe(
         root / "recipes" / "perfect-model-iberia.yaml",
         [
-            "model.width=8", "model.coarse_blocks=1", "model.fine_blocks=1", "train.epochs=1",
-            "train.wet_day_adaptation=[pr]", "data.static_climatology=[tas, pr]",
+            "model.width=8",
+            "model.coarse_blocks=1",
+            "model.fine_blocks=1",
+            "train.epochs=1",
+            "train.wet_day_adaptation=[pr]",
+            "data.static_climatology=[tas, pr]",
         ],
     )
     out = tmp_path / "b"

@@ -6,8 +6,9 @@ import shutil
 from pathlib import Path
 
 import xarray as xr
-from downscale.cli.main import app
 from typer.testing import CliRunner
+
+from downscale.cli.main import app
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,9 @@ def test_empty_glob(tmp_path):
 
 
 def test_calendar_period_that_does_not_exist(tmp_path):
-    path = _recipe(tmp_path, "test: {season: DJF, years: [1998, 2002]}", 'test: {start: "1998-12-01", end: "1999-02-29"}')
+    path = _recipe(
+        tmp_path, "test: {season: DJF, years: [1998, 2002]}", 'test: {start: "1998-12-01", end: "1999-02-29"}'
+    )
     fails("train", path, "-o", tmp_path / "b", match=["1999-02-29", "does not exist", "standard", "tas_EUR-44", "Fix:"])
 
 
@@ -51,7 +54,13 @@ def test_unknown_recipe_key(tmp_path):
 
 def test_unknown_model(tmp_path):
     path = _recipe(tmp_path, "type: simple_cnn", "type: unet_smal")
-    fails("train", path, "-o", tmp_path / "b", match=["unknown model 'unet_smal'", "simple_cnn", "did you mean 'unet_small'"])
+    fails(
+        "train",
+        path,
+        "-o",
+        tmp_path / "b",
+        match=["unknown model 'unet_smal'", "simple_cnn", "did you mean 'unet_small'"],
+    )
 
 
 def test_missing_variable_in_apply(tmp_path, tiny_bundle, iberia):
@@ -73,9 +82,17 @@ def test_incompatible_units_in_apply(tmp_path, tiny_bundle, iberia):
 
 
 def test_target_grid_mismatch(tmp_path, tiny_bundle, iberia):
-    other = ROOT / "examples" / "data" / "grids" / "tas_EUR-11_MPI-M-MPI-ESM-LR_rcp85_r1i1p1_KNMI-RACMO22E_v1_mon_209101.nc"
+    other = (
+        ROOT / "examples" / "data" / "grids" / "tas_EUR-11_MPI-M-MPI-ESM-LR_rcp85_r1i1p1_KNMI-RACMO22E_v1_mon_209101.nc"
+    )
     fails(
-        "apply", tiny_bundle, iberia / "cmip5", "-o", tmp_path / "out", "--target-grid", other,
+        "apply",
+        tiny_bundle,
+        iberia / "cmip5",
+        "-o",
+        tmp_path / "out",
+        "--target-grid",
+        other,
         match=["tas_EUR-11", "does not match", "rotated_pole 412x424", "rotated_pole 28x30", "Fix:"],
     )
 
@@ -92,7 +109,9 @@ def test_input_grid_not_covering_domain(tmp_path, tiny_bundle, iberia):
 def test_corrupt_netcdf(tmp_path, tiny_bundle):
     bad = tmp_path / "tas_day_broken.nc"
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 100)
-    fails("apply", tiny_bundle, bad, "-o", tmp_path / "out", match=["tas_day_broken.nc", "not a readable NetCDF", "Fix:"])
+    fails(
+        "apply", tiny_bundle, bad, "-o", tmp_path / "out", match=["tas_day_broken.nc", "not a readable NetCDF", "Fix:"]
+    )
 
 
 def test_bundle_tampered(tmp_path, tiny_bundle, iberia):
@@ -118,5 +137,12 @@ def test_nan_in_inputs_is_refused(tmp_path, tiny_bundle, iberia):
     ds["pr"][10, 2, 3] = float("nan")
     ds.to_netcdf(bad / src.name)
     shutil.copy(iberia / "cmip5" / "tas_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc", bad)
-    fails("apply", tiny_bundle, bad, "-o", tmp_path / "out", match=["variable 'pr'", "NaN", "1982-12-11", "(2, 3)", "Fix:"])
+    fails(
+        "apply",
+        tiny_bundle,
+        bad,
+        "-o",
+        tmp_path / "out",
+        match=["variable 'pr'", "NaN", "1982-12-11", "(2, 3)", "Fix:"],
+    )
     assert not list((tmp_path / "out").glob("*.nc"))

@@ -23,7 +23,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SCRIPT = r'''
+SCRIPT = r"""
 import json, sys
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ if __name__ == "__main__":
         with open(sys.argv[1], "w") as fh:
             json.dump(out, fh)
     dist.teardown()
-'''
+"""
 
 
 def _free_port() -> int:
@@ -148,5 +148,11 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     # the anchor acts: the same run without it ends elsewhere
     key = "stem.weight"
     assert key in reference["anchor"]["weights"]
-    assert torch.tensor(reference["anchor"]["weights"][key]).sub(torch.tensor(reference["plain"]["weights"][key])).abs().max() > 1e-4
+    assert (
+        torch.tensor(reference["anchor"]["weights"][key])
+        .sub(torch.tensor(reference["plain"]["weights"][key]))
+        .abs()
+        .max()
+        > 1e-4
+    )
     print(f"2 ranks + reference: {seconds:.1f} s")

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from downscale.cli.main import app
 from typer.testing import CliRunner
 
 import downscale
+from downscale.cli.main import app
 from downscale.data.calendar import Period, select_period
 from downscale.data.grids import Grid
 from downscale.data.io import open_dataset, open_variable
@@ -63,7 +63,9 @@ def test_train_writes_a_complete_bundle(trained_bundle):
 
 
 def _truth(iberia: Path, var: str) -> xr.DataArray:
-    da, _ = open_variable([iberia / "cordex" / f"{var}_EUR-44_ICHEC-EC-EARTH_historical_r1i1p1_KNMI-RACMO22E_v1_day_DJF1983-2002.nc"], var)
+    da, _ = open_variable(
+        [iberia / "cordex" / f"{var}_EUR-44_ICHEC-EC-EARTH_historical_r1i1p1_KNMI-RACMO22E_v1_day_DJF1983-2002.nc"], var
+    )
     return select_period(da, Period(years=(1998, 2002), season="DJF")).load()
 
 
@@ -104,7 +106,10 @@ def test_apply_real_gcm_writes_cf_files(tmp_path, trained_bundle, iberia):
     assert ds.attrs["downscale_bundle_id"] == emu.id
     assert ds.attrs["driving_model_id"] == "CNRM-CM5" and ds.attrs["driving_experiment_name"] == "historical"
     assert ds["time"].encoding["calendar"] == "standard" and ds.sizes["time"] == 1805
-    assert Grid.from_dataset(ds).id == Grid.from_dataset(open_dataset(next((iberia / "cordex").glob("tas_*historical*")))).id
+    assert (
+        Grid.from_dataset(ds).id
+        == Grid.from_dataset(open_dataset(next((iberia / "cordex").glob("tas_*historical*")))).id
+    )
     assert float(pr.min()) >= 0.0 and np.isfinite(pr.values).all()
     (fut_tas,) = out.glob("tas_EUR-44_CNRM-CM5_rcp85_*.nc")
     (hist_tas,) = out.glob("tas_EUR-44_CNRM-CM5_historical_*.nc")

@@ -84,7 +84,11 @@ if __name__ == "__main__":
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 @pytest.fixture
@@ -175,7 +179,9 @@ def test_accumulation_equals_the_full_batch(script, threads):
         seed_everything(0)
         model = create_model("simple_cnn", in_channels=2, out_channels=2, n_forcings=1, n_static=1, width=8)
         fit = _trainer(model, create_criterion("mse", ["tas", "pr"]), grad_clip=0.5).fit(
-            StepLoader(mod["dataset"](64, 0), 32, sampler=BlockShuffleSampler(64, block=64, seed=1), accumulate=accumulate)
+            StepLoader(
+                mod["dataset"](64, 0), 32, sampler=BlockShuffleSampler(64, block=64, seed=1), accumulate=accumulate
+            )
         )
         results.append((fit.step_losses, model.state_dict()))
     (steps1, w1), (steps2, w2) = results
@@ -202,8 +208,12 @@ def _constant_data(n: int, value: float):
     y = np.full((n, 1, 3, 3), value, np.float32)
     return SampleDataset(
         SampleArrays(
-            x=np.zeros((n, 1, 2, 2), np.float32), f=np.zeros((n, 0), np.float32), s=np.zeros((0, 3, 3), np.float32),
-            y=y, m=np.ones_like(y, np.uint8), indices=np.arange(n),
+            x=np.zeros((n, 1, 2, 2), np.float32),
+            f=np.zeros((n, 0), np.float32),
+            s=np.zeros((0, 3, 3), np.float32),
+            y=y,
+            m=np.ones_like(y, np.uint8),
+            indices=np.arange(n),
         )
     )
 
@@ -245,9 +255,9 @@ def test_learning_rate_schedules():
     mid = 30 + 69 / 2
     assert lr_factor("onecycle", mid, 100, 0.3) == pytest.approx(4e-6 + (1 - 4e-6) * 0.5)
     # the trainer applies them per optimiser step: 2 epochs x 2 steps
-    fit = _trainer(_Constant(), lambda o, y, m: ((o[:, 0] - y) ** 2).mean(), lr=0.1, schedule="onecycle", warmup=0.5).fit(
-        StepLoader(_constant_data(8, 1.0), 4)
-    )
+    fit = _trainer(
+        _Constant(), lambda o, y, m: ((o[:, 0] - y) ** 2).mean(), lr=0.1, schedule="onecycle", warmup=0.5
+    ).fit(StepLoader(_constant_data(8, 1.0), 4))
     assert [h.lr for h in fit.history] == pytest.approx([0.1 * lr_factor("onecycle", s, 4, 0.5) for s in (1, 3)])
 
 

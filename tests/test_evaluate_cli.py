@@ -15,17 +15,19 @@ IBERIA = ROOT / "examples" / "data" / "iberia"
 
 @pytest.fixture(scope="module")
 def report(tiny_bundle, tmp_path_factory):
-    from downscale.cli.main import app
     from typer.testing import CliRunner
+
+    from downscale.cli.main import app
 
     tmp = tmp_path_factory.mktemp("evaluate")
     racmo = IBERIA / "cordex"
     gcm = IBERIA / "cmip5"
     config = tmp / "evaluate.yaml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         name: tiny-evaluation
         emulators:
-          - {{name: tiny, bundle: {tiny_bundle}, recipe: {ROOT / 'recipes' / 'perfect-model-iberia.yaml'}}}
+          - {{name: tiny, bundle: {tiny_bundle}, recipe: {ROOT / "recipes" / "perfect-model-iberia.yaml"}}}
         tests:
           - name: training-winters
             kind: perfect
@@ -51,8 +53,9 @@ def report(tiny_bundle, tmp_path_factory):
           - pr_tas_correlation_bias
           - cc_signal_error
           - crps
-        mlflow: file:{tmp / 'mlruns'}
-    """))
+        mlflow: file:{tmp / "mlruns"}
+    """)
+    )
     out = tmp / "report"
     (out / "figures").mkdir(parents=True)
     (out / "figures" / "old__run__tas__qq.png").write_bytes(b"stale")  # a figure of an earlier run
@@ -95,13 +98,14 @@ def test_baselines_are_scored_beside_the_emulator_with_known_values(report):
     methods = {r["method"] for r in rows}
     assert methods == {"emulator", "bilinear", "bilinear_bc"}
     # the bias correction is fitted on the training winters: on those very winters its mean bias vanishes
-    train = dict(test="training-winters")
+    train = {"test": "training-winters"}
     assert _value(rows, **train, variable="tas", method="bilinear_bc", metric="mean_abs_bias") < 1e-4
     assert _value(rows, **train, variable="pr", method="bilinear_bc", metric="mean_abs_bias") < 1e-3
     assert _value(rows, **train, variable="tas", method="bilinear", metric="mean_abs_bias") > 0.3
     # an additive correction leaves correlations unchanged
     assert _value(rows, **train, variable="tas", method="bilinear", metric="temporal_correlation") == pytest.approx(
-        _value(rows, **train, variable="tas", method="bilinear_bc", metric="temporal_correlation"))
+        _value(rows, **train, variable="tas", method="bilinear_bc", metric="temporal_correlation")
+    )
     assert 0 < _value(rows, **train, variable="tas", method="emulator", metric="rmse") < 5
     # rx1day applies to precipitation only; ranks go from 1 to 3
     assert not [r for r in rows if r["metric"] == "rx1day_abs_bias" and r["variable"] == "tas"]
@@ -116,42 +120,57 @@ def test_imperfect_tests_are_scored_on_distributions_and_the_signal_only(report)
     _, rows, _, _ = report
     gcm = [r for r in rows if r["test"] == "gcm-future"]
     assert {r["kind"] for r in gcm} == {"imperfect"}
-    assert {r["metric"] for r in gcm} == {"mean_abs_bias", "rx1day_abs_bias", "wasserstein",
-                                          "pr_tas_correlation_bias", "mean_cc_signal_error"}
+    assert {r["metric"] for r in gcm} == {
+        "mean_abs_bias",
+        "rx1day_abs_bias",
+        "wasserstein",
+        "pr_tas_correlation_bias",
+        "mean_cc_signal_error",
+    }
     signal = [r for r in gcm if r["metric"] == "mean_cc_signal_error"]
-    assert {(r["variable"], r["method"]) for r in signal} == {(v, m) for v in ("tas", "pr")
-                                                               for m in ("emulator", "bilinear", "bilinear_bc")}
+    assert {(r["variable"], r["method"]) for r in signal} == {
+        (v, m) for v in ("tas", "pr") for m in ("emulator", "bilinear", "bilinear_bc")
+    }
     # an additive correction does not change the climate-change signal of bilinear interpolation
-    assert _value(rows, test="gcm-future", variable="tas", method="bilinear", metric="mean_cc_signal_error") == \
-        pytest.approx(_value(rows, test="gcm-future", variable="tas", method="bilinear_bc",
-                             metric="mean_cc_signal_error"))
+    assert _value(
+        rows, test="gcm-future", variable="tas", method="bilinear", metric="mean_cc_signal_error"
+    ) == pytest.approx(
+        _value(rows, test="gcm-future", variable="tas", method="bilinear_bc", metric="mean_cc_signal_error")
+    )
 
 
 def test_every_metric_is_logged_to_mlflow(report):
     _, rows, _, tmp = report
     logged = [p for p in (tmp / "mlruns").rglob("metrics/*") if p.is_file()]
     assert len(logged) == len(rows)
-    assert [p for p in (tmp / "mlruns").rglob("artifacts/report/report.html")]
+    assert list((tmp / "mlruns").rglob("artifacts/report/report.html"))
 
 
 def test_a_stochastic_emulator_gets_ensemble_scores(tmp_path):
     """A noise-conditioned DeepESD trained with the CRPS loss for one epoch: its ensemble is scored (CRPS, rank
     histogram and its figure); the baselines get the CRPS of one member."""
-    from downscale.cli.main import app
     from typer.testing import CliRunner
 
+    from downscale.cli.main import app
     from downscale.recipe import load_recipe
     from downscale.train.run import train
 
-    recipe = load_recipe(ROOT / "recipes" / "perfect-model-iberia.yaml", [
-        "model={type: deepesd, n_noise: 4, filters: [8, 8, 4], hidden: 32, head_width: 16}",
-        "loss.type=crps", "loss.members=2", "train.epochs=1"])
+    recipe = load_recipe(
+        ROOT / "recipes" / "perfect-model-iberia.yaml",
+        [
+            "model={type: deepesd, n_noise: 4, filters: [8, 8, 4], hidden: 32, head_width: 16}",
+            "loss.type=crps",
+            "loss.members=2",
+            "train.epochs=1",
+        ],
+    )
     bundle = tmp_path / "stochastic"
     train(recipe, bundle, progress=False)
     racmo = IBERIA / "cordex"
     config = tmp_path / "evaluate.yaml"
-    config.write_text(textwrap.dedent(f"""
-        emulators: [{{name: s, bundle: {bundle}, recipe: {ROOT / 'recipes' / 'perfect-model-iberia.yaml'}}}]
+    config.write_text(
+        textwrap.dedent(f"""
+        emulators: [{{name: s, bundle: {bundle}, recipe: {ROOT / "recipes" / "perfect-model-iberia.yaml"}}}]
         tests:
           - name: cv
             target: {{tas: {racmo}/tas_*historical*.nc, pr: {racmo}/pr_*historical*.nc}}
@@ -159,15 +178,20 @@ def test_a_stochastic_emulator_gets_ensemble_scores(tmp_path):
         baselines: [bilinear]
         metrics: [rmse, crps, rank_histogram_deviation]
         members: 4
-    """))
+    """)
+    )
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["evaluate", str(config), "-o", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     with open(out / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert {(r["metric"], r["method"]) for r in rows if r["variable"] == "tas"} == {
-        ("rmse", "emulator"), ("rmse", "bilinear"), ("crps", "emulator"), ("crps", "bilinear"),
-        ("rank_histogram_deviation", "emulator")}
+        ("rmse", "emulator"),
+        ("rmse", "bilinear"),
+        ("crps", "emulator"),
+        ("crps", "bilinear"),
+        ("rank_histogram_deviation", "emulator"),
+    }
     assert 0 < _value(rows, variable="tas", method="emulator", metric="crps") < 20
     assert 0 <= _value(rows, variable="pr", method="emulator", metric="rank_histogram_deviation") < 5
     assert (out / "figures" / "s__cv__tas__rank_histogram.png").exists()

@@ -23,8 +23,12 @@ TIME = winters(2000, 2002)
 def field(values: np.ndarray, units: str = "K", time=None) -> xr.DataArray:
     t, ny, nx = values.shape
     time = TIME[:t] if time is None else time
-    return xr.DataArray(values, dims=("time", "y", "x"), coords={"time": time, "y": np.arange(ny), "x": np.arange(nx)},
-                        attrs={"units": units})
+    return xr.DataArray(
+        values,
+        dims=("time", "y", "x"),
+        coords={"time": time, "y": np.arange(ny), "x": np.arange(nx)},
+        attrs={"units": units},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +45,15 @@ def pr() -> xr.DataArray:
 
 
 def test_identical_fields_give_zero(tas, pr):
-    for index, da in (("mean", tas), ("txx", tas), ("lag1_autocorrelation", tas), ("rx1day", pr), ("cdd", pr),
-                      ("wet_day_frequency", pr), ("interannual_variability", pr)):
+    for index, da in (
+        ("mean", tas),
+        ("txx", tas),
+        ("lag1_autocorrelation", tas),
+        ("rx1day", pr),
+        ("cdd", pr),
+        ("wet_day_frequency", pr),
+        ("interannual_variability", pr),
+    ):
         assert D.index_bias(da, da, index) == 0.0, index
     assert D.index_ratio(pr, pr, "rx1day") == pytest.approx(1.0)
     assert D.spatial_correlation_of_index(tas, tas) == pytest.approx(1.0)
@@ -158,9 +169,12 @@ def test_quantile_mapping_baseline_maps_the_training_distribution():
     time = winters(2000, 2004)
 
     def on_grid(values, units="K"):
-        return xr.DataArray(values, dims=("time", "lat", "lon"),
-                            coords={"time": time[: len(values)], "lat": grid.lat2d[:, 0], "lon": grid.lon2d[0]},
-                            attrs={"units": units})
+        return xr.DataArray(
+            values,
+            dims=("time", "lat", "lon"),
+            coords={"time": time[: len(values)], "lat": grid.lat2d[:, 0], "lon": grid.lon2d[0]},
+            attrs={"units": units},
+        )
 
     truth = on_grid(280.0 + 3.0 * rng.standard_normal((len(time), 4, 4)))
     coarse = on_grid(275.0 + 0.5 * (truth.values - 280.0))  # 5 K too cold and half the spread
@@ -191,8 +205,12 @@ def test_per_cell_wasserstein_matches_scipy_cell_by_cell():
     truth = rng.gamma(2.0, 3.0, (90, 3, 4))
     pred = rng.gamma(2.3, 2.8, (70, 3, 4))
     pred[5:9, 1, 2] = np.nan  # this cell has fewer predicted days
-    expected = np.mean([
-        wasserstein_distance(pred[:, i, j][np.isfinite(pred[:, i, j])], truth[:, i, j]) for i in range(3) for j in range(4)
-    ])
+    expected = np.mean(
+        [
+            wasserstein_distance(pred[:, i, j][np.isfinite(pred[:, i, j])], truth[:, i, j])
+            for i in range(3)
+            for j in range(4)
+        ]
+    )
     got = D.wasserstein(field(pred, "mm day-1"), field(truth, "mm day-1"), per_cell=True)
     assert got == pytest.approx(expected, rel=1e-12)

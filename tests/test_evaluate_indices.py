@@ -20,9 +20,13 @@ def winters(first: int, last: int) -> xr.CFTimeIndex:
 
 def field(values: np.ndarray, time, units: str, name: str = "x") -> xr.DataArray:
     ny, nx = values.shape[1:]
-    return xr.DataArray(values, dims=("time", "y", "x"),
-                        coords={"time": time, "y": np.arange(ny), "x": np.arange(nx)}, attrs={"units": units},
-                        name=name)
+    return xr.DataArray(
+        values,
+        dims=("time", "y", "x"),
+        coords={"time": time, "y": np.arange(ny), "x": np.arange(nx)},
+        attrs={"units": units},
+        name=name,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +91,9 @@ def test_precipitation_indices_work_in_mm_per_day_whatever_the_input_units(time2
     sdii = I.sdii(flux, thresh=1.0).values.mean(axis=0)
     assert I.sdii(flux).values.shape == (2, 3, 4)
     assert np.isfinite(sdii).all() and sdii.min() >= 1.0
-    np.testing.assert_allclose(I.sdii(per_day, season="ANN").sel(year=1999).values,
-                               np.where(wet[:31], mm[:31], 0).sum(0) / wet[:31].sum(0))
+    np.testing.assert_allclose(
+        I.sdii(per_day, season="ANN").sel(year=1999).values, np.where(wet[:31], mm[:31], 0).sum(0) / wet[:31].sum(0)
+    )
     with pytest.raises(UnitsError, match="precipitation"):
         I.rx1day(field(mm, time2, "K"))
 

@@ -17,9 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_builtin_metrics_are_registered_with_their_needs():
     names = R.metric_names()
-    for name in ("rmse", "ralsd", "temporal_correlation", "index_bias", "index_ratio", "spatial_correlation",
-                 "wasserstein", "psd_distance", "pr_tas_correlation_bias", "cc_signal_error", "crps",
-                 "rank_histogram_deviation"):
+    for name in (
+        "rmse",
+        "ralsd",
+        "temporal_correlation",
+        "index_bias",
+        "index_ratio",
+        "spatial_correlation",
+        "wasserstein",
+        "psd_distance",
+        "pr_tas_correlation_bias",
+        "cc_signal_error",
+        "crps",
+        "rank_histogram_deviation",
+    ):
         assert name in names
     assert R.get_metric("rmse").needs == "paired" and R.get_metric("rmse").estimate
     assert R.get_metric("wasserstein").needs == "distribution"
@@ -60,13 +71,15 @@ def plugin(tmp_path, monkeypatch):
     """A third-party package, installed on sys.path, that declares one metric through an entry point."""
     pkg = tmp_path / "my_scores"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text(textwrap.dedent('''
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent('''
         import numpy as np
 
         def max_abs_error(pred, truth, mask=None, *, scale=1.0):
             """Largest absolute error."""
             return scale * float(np.nanmax(np.abs(np.asarray(pred) - np.asarray(truth))))
-    '''))
+    ''')
+    )
     info = tmp_path / "my_scores-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-scores\nVersion: 0.1\n")
@@ -128,8 +141,9 @@ def test_the_config_loads_and_rejects_bad_entries_in_one_line(tmp_path):
 
 
 def test_the_cli_turns_a_bad_config_into_one_line(tmp_path):
-    from downscale.cli.main import app
     from typer.testing import CliRunner
+
+    from downscale.cli.main import app
 
     path = _write(tmp_path, GOOD + "metrics: [{type: index_bias, index: rx1dy}]\n")
     result = CliRunner().invoke(app, ["evaluate", str(path), "-o", str(tmp_path / "out"), "--no-progress"])
@@ -142,6 +156,11 @@ def test_the_cli_turns_a_bad_config_into_one_line(tmp_path):
 def test_the_iberia_evaluation_config_is_valid():
     config = load_evaluate_config(ROOT / "recipes" / "evaluate-iberia.yaml")
     kinds = {t.name: t.kind for t in config.tests}
-    assert kinds == {"historical-cv": "perfect", "rcp85-extrapolation": "perfect", "cnrm-cm5-historical": "imperfect",
-                     "cnrm-cm5-rcp85": "imperfect", "eobs-test": "perfect"}
+    assert kinds == {
+        "historical-cv": "perfect",
+        "rcp85-extrapolation": "perfect",
+        "cnrm-cm5-historical": "imperfect",
+        "cnrm-cm5-rcp85": "imperfect",
+        "eobs-test": "perfect",
+    }
     assert config.tests[1].reference is not None and config.tests[3].reference is not None

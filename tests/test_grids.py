@@ -32,8 +32,10 @@ def _open(path: Path) -> xr.Dataset:
 def grids() -> dict[str, Grid]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return {name: Grid.from_dataset(_open(p), file=str(p))
-                for name, p in {"cnrm": CNRM, "eobs": EOBS, "racmo": RACMO, "eur22": EUR22, "hirham": HIRHAM}.items()}
+        return {
+            name: Grid.from_dataset(_open(p), file=str(p))
+            for name, p in {"cnrm": CNRM, "eobs": EOBS, "racmo": RACMO, "eur22": EUR22, "hirham": HIRHAM}.items()
+        }
 
 
 def _curvilinear(path: Path, mapping: str) -> xr.Dataset:
@@ -178,17 +180,17 @@ def test_rotated_latlon_recomputed_from_pole(path):
     assert np.abs((g.lon - ds.lon.values + 180) % 360 - 180).max() < 1e-3  # EUR-22 stores lon in 0..360
     assert g.lon.min() >= -180 and g.lon.max() < 180
     assert g == Grid.from_dataset(ds)
-    rlat, rlon = rotate(g.lat, g.lon, g.mapping)
+    rlat, _rlon = rotate(g.lat, g.lon, g.mapping)
     np.testing.assert_allclose(rlat, np.broadcast_to(g.y[:, None], g.shape), atol=1e-9)
 
 
 def test_covers(grids):
     cnrm, eobs, racmo = grids["cnrm"], grids["eobs"], grids["racmo"]
-    assert cnrm.covers(eobs)                 # E-OBS centres lie inside the CNRM cells
-    assert not cnrm.covers(racmo)            # 168 RACMO centres are outside the CNRM box
+    assert cnrm.covers(eobs)  # E-OBS centres lie inside the CNRM cells
+    assert not cnrm.covers(racmo)  # 168 RACMO centres are outside the CNRM box
     assert cnrm.covers(racmo, halo=3.6) and not cnrm.covers(racmo, halo=3.3)  # RACMO reaches 14.0W
     assert not eobs.covers(cnrm)
-    assert not racmo.covers(eobs)            # two E-OBS centres (43.75/44.25N, 4.25E) lie past its NE corner
+    assert not racmo.covers(eobs)  # two E-OBS centres (43.75/44.25N, 4.25E) lie past its NE corner
     assert racmo.covers(eobs, halo=0.2)
     assert racmo.covers(racmo)
     curv = Grid.from_dataset(_curvilinear(EUR22, "rotated_latitude_longitude"))
@@ -211,7 +213,8 @@ def test_rotated_dataset_roundtrips_through_netcdf(grids, tmp_path):
     back = _open(tmp_path / "out.nc")
     assert back["tas"].attrs["grid_mapping"] == "rotated_pole"
     assert back.cf["latitude"].name == "lat" and back.cf.grid_mapping_names == {
-        "rotated_latitude_longitude": ["rotated_pole"]}
+        "rotated_latitude_longitude": ["rotated_pole"]
+    }
     assert Grid.from_dataset(back).id == g.id
     np.testing.assert_array_equal(back["tas"].values, values)
     # coords_dataset as the caller uses it

@@ -26,8 +26,14 @@ CNRM_TAS = DATA / "cmip5" / "tas_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc"
 EOBS_TAS = DATA / "eobs" / "tas_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc"
 
 
-def _grid_ds(variables: dict[str, tuple[str, dict]], calendar: str = "standard", ntime: int = 6,
-             plev: list[float] | None = None, plev_units: str = "hPa", seed: int = 0) -> xr.Dataset:
+def _grid_ds(
+    variables: dict[str, tuple[str, dict]],
+    calendar: str = "standard",
+    ntime: int = 6,
+    plev: list[float] | None = None,
+    plev_units: str = "hPa",
+    seed: int = 0,
+) -> xr.Dataset:
     """Small synthetic dataset: each variable (name -> (units, extra attrs)) on (time, [plev,] lat, lon)."""
     rng = np.random.default_rng(seed)
     time = xr.date_range("2001-01-01", periods=ntime, freq="D", calendar=calendar, use_cftime=True)
@@ -131,8 +137,12 @@ def test_find_variable_plev_dimension(plev, units):
 
 
 def test_find_variable_by_canonical_standard_name():
-    ds = _grid_ds({"tg": ("degC", {"standard_name": "air_temperature", "cell_methods": "time: mean"}),
-                   "tx": ("degC", {"standard_name": "air_temperature", "cell_methods": "time: maximum"})})
+    ds = _grid_ds(
+        {
+            "tg": ("degC", {"standard_name": "air_temperature", "cell_methods": "time: mean"}),
+            "tx": ("degC", {"standard_name": "air_temperature", "cell_methods": "time: maximum"}),
+        }
+    )
     assert find_variable(ds, "tas").attrs["cell_methods"] == "time: mean"
     assert find_variable(ds, "tasmax").attrs["cell_methods"] == "time: maximum"
     with pytest.raises(MissingVariableError, match="several variables could be 'air_temperature'"):

@@ -111,14 +111,22 @@ def test_bernoulli_gamma_matches_scipy():
     thr = 0.2
     head = BernoulliGammaHead("pr", None, threshold=thr)
     # (logit p, raw α, raw β, y): dry, below threshold, wet, heavy, just above threshold
-    cells = [(0.3, -0.5, 0.4, 0.0), (-1.2, 1.5, -0.3, 0.1), (2.0, 0.2, 1.1, 0.5), (0.0, -2.0, 0.0, 4.0), (1, 3, -1, 0.201)]
+    cells = [
+        (0.3, -0.5, 0.4, 0.0),
+        (-1.2, 1.5, -0.3, 0.1),
+        (2.0, 0.2, 1.1, 0.5),
+        (0.0, -2.0, 0.0, 4.0),
+        (1, 3, -1, 0.201),
+    ]
     for logit, ar, br, yv in cells:
         p, a, b = 1 / (1 + np.exp(-logit)), _softplus(ar), _softplus(br)
         wet = yv > thr
         expect = -sps.bernoulli.logpmf(int(wet), p)
         if wet:
             expect -= sps.gamma.logpdf(yv - thr, a, scale=b)
-        got = head.loss(_bg_out(logit, ar, br), torch.tensor([[[yv]]], dtype=torch.float64), torch.ones(1, 1, 1, dtype=torch.bool))
+        got = head.loss(
+            _bg_out(logit, ar, br), torch.tensor([[[yv]]], dtype=torch.float64), torch.ones(1, 1, 1, dtype=torch.bool)
+        )
         np.testing.assert_allclose(float(got), expect, rtol=1e-6, err_msg=str((logit, ar, br, yv)))
 
 
@@ -241,7 +249,7 @@ def test_crps_predict_clamps_precipitation_only():
 
 # -- the criterion ---------------------------------------------------------------
 class _Norm:
-    targets = {"tas": Stats(280.0, 10.0, "standard"), "pr": PR_STATS}
+    targets = {"tas": Stats(280.0, 10.0, "standard"), "pr": PR_STATS}  # noqa: RUF012
 
 
 def test_criterion_mixes_mse_and_bernoulli_gamma():

@@ -24,8 +24,12 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 def field(values: np.ndarray, units: str = "K") -> xr.DataArray:
     t, ny, nx = values.shape
-    return xr.DataArray(values, dims=("time", "y", "x"),
-                        coords={"time": np.arange(t), "y": np.arange(ny), "x": np.arange(nx)}, attrs={"units": units})
+    return xr.DataArray(
+        values,
+        dims=("time", "y", "x"),
+        coords={"time": np.arange(t), "y": np.arange(ny), "x": np.arange(nx)},
+        attrs={"units": units},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +208,7 @@ def test_multiplicative_correction_is_guarded_and_capped(grids):
     truth[:, -1, -1] = np.nan  # a cell with no valid target
     bc = BiasCorrectedBilinear(cg, fg, "multiplicative").fit(coarse, truth)
     corr = bc.correction.values
-    dry = (b.values.sum(axis=0) == 0.0)
+    dry = b.values.sum(axis=0) == 0.0
     assert dry.any() and np.all(corr[dry] == 1.0)
     assert np.nanmax(corr) == 20.0 and np.isnan(corr[-1, -1])
     pred = bc.predict(coarse)
@@ -244,8 +248,12 @@ def _baseline_scores(recipe: str) -> dict[str, dict[str, dict[str, float]]]:
             model = create_baseline(name, paired.coarse_grid, paired.fine_grid, kind=correction_kind(units))
             model.fit(coarse.isel(time=train), target.isel(time=train))
             pred = model.predict(coarse.isel(time=test)) * HUMAN[v]
-            out[v][name] = {"rmse": M.rmse(pred, truth), "p99": M.p99_abs_bias(pred, truth),
-                            "ralsd": M.ralsd(pred, truth), "wet": M.wet_day_frequency_abs_bias(pred, truth)}
+            out[v][name] = {
+                "rmse": M.rmse(pred, truth),
+                "p99": M.p99_abs_bias(pred, truth),
+                "ralsd": M.ralsd(pred, truth),
+                "wet": M.wet_day_frequency_abs_bias(pred, truth),
+            }
     return out
 
 

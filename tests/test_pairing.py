@@ -32,7 +32,7 @@ def perfect_pairs():
 
 
 def test_emulator_framework_pairs_ncep_with_eobs(emulator_pairs):
-    recipe, p = emulator_pairs
+    _recipe, p = emulator_pairs
     assert p.x.dims == ("time", "channel", "lat", "lon") and p.x.shape == (1805, 5, 6, 8)
     assert p.y.shape == (1805, 2, 19, 29)
     assert p.predictors == ["tas", "pr", "psl", "ta850", "hus850"] and p.coarse_grid.shape == (6, 8)
@@ -48,7 +48,7 @@ def test_emulator_framework_pairs_ncep_with_eobs(emulator_pairs):
 
 
 def test_perfect_model_predictors_are_area_means_of_the_targets(perfect_pairs):
-    recipe, p = perfect_pairs
+    _recipe, p = perfect_pairs
     assert p.x.shape == (1805, 2, 8, 11) and p.y.shape == (1805, 2, 28, 30)
     up = create_regridder(p.fine_grid, p.coarse_grid, "area_mean")
     np.testing.assert_allclose(up(p.y.isel(time=slice(0, 5))).values, p.x.isel(time=slice(0, 5)).values, rtol=1e-6)
@@ -78,9 +78,13 @@ def test_normaliser_uses_training_period_only(perfect_pairs):
     assert norm.targets["pr"].transform == "scale" and norm.predictors["tas"].transform == "standard"
     back = Normaliser.from_dict(norm.to_dict())
     x = np.asarray(p.x.isel(time=[0, 1]).values)
-    np.testing.assert_allclose(back.normalise("predictors", x, p.predictors, axis=1), norm.normalise("predictors", x, p.predictors, axis=1))
+    np.testing.assert_allclose(
+        back.normalise("predictors", x, p.predictors, axis=1), norm.normalise("predictors", x, p.predictors, axis=1)
+    )
     y = np.asarray(p.y.isel(time=[0]).values)
-    np.testing.assert_allclose(norm.denormalise("targets", norm.normalise("targets", y, p.targets, axis=1), p.targets, axis=1), y, rtol=1e-5)
+    np.testing.assert_allclose(
+        norm.denormalise("targets", norm.normalise("targets", y, p.targets, axis=1), p.targets, axis=1), y, rtol=1e-5
+    )
 
 
 def test_zarr_cache_streams_the_same_samples(emulator_pairs, tmp_path):
@@ -135,7 +139,9 @@ def test_static_field_on_another_grid_is_refused(tmp_path):
     )
     path = tmp_path / "r.yaml"
     path.write_text(text)
-    with pytest.raises(GridMismatchError, match="orog_HSURF_0.44deg_fx.nc.*variable 'orog'.*not on the static field grid"):
+    with pytest.raises(
+        GridMismatchError, match="orog_HSURF_0.44deg_fx.nc.*variable 'orog'.*not on the static field grid"
+    ):
         build_pairs(load_recipe(path))
 
 

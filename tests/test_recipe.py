@@ -3,9 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from downscale.cli.main import app
 from typer.testing import CliRunner
 
+from downscale.cli.main import app
 from downscale.errors import RecipeError, UnknownNameError
 from downscale.models import create_model
 from downscale.recipe import load_recipe
@@ -70,7 +70,9 @@ def test_cli_bad_recipe_is_one_line_not_a_traceback(tmp_path):
 
 
 def test_overrides_set_dotted_keys(tmp_path):
-    recipe = load_recipe(ROOT / "recipes" / "perfect-model-iberia.yaml", ["train.epochs=3", "model.width=16", "loss.variables={pr: mae}"])
+    recipe = load_recipe(
+        ROOT / "recipes" / "perfect-model-iberia.yaml", ["train.epochs=3", "model.width=16", "loss.variables={pr: mae}"]
+    )
     assert recipe.train.epochs == 3 and recipe.model.kwargs()["width"] == 16 and recipe.loss.variables == {"pr": "mae"}
     with pytest.raises(RecipeError, match="train.epoch.*did you mean 'epochs'"):
         load_recipe(ROOT / "recipes" / "perfect-model-iberia.yaml", ["train.epoch=3"])

@@ -41,8 +41,9 @@ def data() -> dict[str, xr.DataArray]:
 def grids(data) -> dict[str, Grid]:
     out = {k: Grid.from_dataset(_open(p), file=str(p)) for k, p in {"cnrm": CNRM, "eobs": EOBS, "racmo": RACMO}.items()}
     ds = xr.open_dataset(EUR22, decode_times=False)
-    out["curv"] = Grid.from_dataset(ds.drop_vars(["rotated_latitude_longitude", "rlat", "rlon"])
-                                    .rename_dims({"rlat": "y", "rlon": "x"}))
+    out["curv"] = Grid.from_dataset(
+        ds.drop_vars(["rotated_latitude_longitude", "rlat", "rlon"]).rename_dims({"rlat": "y", "rlon": "x"})
+    )
     return out
 
 
@@ -64,8 +65,12 @@ def test_bilinear_rect_to_rotated_points(grids):
     src, tgt = grids["cnrm"], grids["racmo"]
     r = create_regridder(src, tgt, "bilinear")
     out = r(src.wrap(_linear(src.lat2d, src.lon2d), "f")).values
-    inside = ((tgt.lat >= src.lat.min()) & (tgt.lat <= src.lat.max())
-              & (tgt.lon >= src.lon.min()) & (tgt.lon <= src.lon.max()))
+    inside = (
+        (tgt.lat >= src.lat.min())
+        & (tgt.lat <= src.lat.max())
+        & (tgt.lon >= src.lon.min())
+        & (tgt.lon <= src.lon.max())
+    )
     assert inside.sum() == 558  # RACMO centres inside the hull of the CNRM centres
     np.testing.assert_allclose(out[inside], _linear(tgt.lat, tgt.lon)[inside], atol=1e-10)
     # outside the hull the target point is clamped onto the nearest edge of the source centres
@@ -93,7 +98,7 @@ def test_bilinear_from_rotated_source_and_nan_propagation(grids, data):
 # ------------------------------------------------------------------------------------------ conservative
 def test_conservative_preserves_global_mean_and_constants():
     rng = np.random.default_rng(0)
-    src = Grid.rectilinear(np.arange(-89.5, 90), np.arange(0.5, 360))          # 1 deg, lon 0..360
+    src = Grid.rectilinear(np.arange(-89.5, 90), np.arange(0.5, 360))  # 1 deg, lon 0..360
     tgt = Grid.rectilinear(np.linspace(-88.75, 88.75, 72), np.arange(-180, 180, 3.75) + 1.875)
     x = rng.normal(280, 10, src.shape)
     out = create_regridder(src, tgt, "conservative")(src.wrap(x, "tas")).values
@@ -106,8 +111,12 @@ def test_conservative_preserves_global_mean_and_constants():
 
 def test_conservative_domain_mean_on_eobs(grids):
     src = grids["eobs"]  # cells 35.0..44.5N, 10W..4.5E
-    tgt = Grid.rectilinear(np.linspace(35.95, 43.55, 5), np.linspace(-9.09375, 3.59375, 8),
-                           lat_bounds=np.linspace(35, 44.5, 6), lon_bounds=np.linspace(-10, 4.5, 9))
+    tgt = Grid.rectilinear(
+        np.linspace(35.95, 43.55, 5),
+        np.linspace(-9.09375, 3.59375, 8),
+        lat_bounds=np.linspace(35, 44.5, 6),
+        lon_bounds=np.linspace(-10, 4.5, 9),
+    )
     x = np.random.default_rng(1).gamma(2.0, 3.0, (4,) + src.shape).astype(np.float32)
     out = create_regridder(src, tgt, "conservative")(src.wrap(x, "pr"))
     assert out.dtype == np.float32 and out.dims == ("time", "lat", "lon")
@@ -295,7 +304,10 @@ def test_conservative_there_and_back_keeps_the_area_mean():
     up = create_regridder(fine, coarse, "conservative")(values)
     back = create_regridder(coarse, fine, "conservative")(up)
     w_f, w_c = fine.cell_area(), coarse.cell_area()
-    mean = lambda v, w: (v * w).sum(axis=(-2, -1)) / w.sum()
+
+    def mean(v, w):
+        return (v * w).sum(axis=(-2, -1)) / w.sum()
+
     np.testing.assert_allclose(mean(up.values, w_c), mean(values.values, w_f), rtol=1e-10)
     np.testing.assert_allclose(mean(back.values, w_f), mean(values.values, w_f), rtol=1e-10)
     # and each coarse cell is the area mean of its 2x2 block

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from downscale.cli.main import app
 from typer.testing import CliRunner
+
+from downscale.cli.main import app
 
 runner = CliRunner()
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -115,8 +116,16 @@ def test_zero_shot_adapted_model_computes_what_the_parent_computes(tiny_bundle, 
     out = tmp_path / "zero"
     ncep = "../examples/data/iberia/ncep"
     invoke(
-        "transfer", tiny_bundle, TRANSFER, "-o", out, "--no-progress", "--set", "data.shots.days=0",
-        "--set", f"data.predictors={{tas: {ncep}/tas_day_NCEP-NCAR-R1_T62_DJF1983-2002.nc, "
+        "transfer",
+        tiny_bundle,
+        TRANSFER,
+        "-o",
+        out,
+        "--no-progress",
+        "--set",
+        "data.shots.days=0",
+        "--set",
+        f"data.predictors={{tas: {ncep}/tas_day_NCEP-NCAR-R1_T62_DJF1983-2002.nc, "
         f"psl: {ncep}/psl_day_NCEP-NCAR-R1_2.5deg_DJF1983-2002.nc, pr: {ncep}/pr_day_NCEP-NCAR-R1_T62_DJF1983-2002.nc}}",
     )
     m = meta(out)
@@ -145,8 +154,16 @@ def test_zero_shot_adapted_model_computes_what_the_parent_computes(tiny_bundle, 
 def test_unmappable_predictors_fail_with_what_is_missing_and_adapt_input(tiny_bundle, tmp_path):
     ncep = "../examples/data/iberia/ncep"
     result = invoke(
-        "transfer", tiny_bundle, TRANSFER, "-o", tmp_path / "x", *QUICK, "--set", "transfer.adapt_input=false",
-        "--set", f"data.predictors={{tas: {ncep}/tas_day_NCEP-NCAR-R1_T62_DJF1983-2002.nc, "
+        "transfer",
+        tiny_bundle,
+        TRANSFER,
+        "-o",
+        tmp_path / "x",
+        *QUICK,
+        "--set",
+        "transfer.adapt_input=false",
+        "--set",
+        f"data.predictors={{tas: {ncep}/tas_day_NCEP-NCAR-R1_T62_DJF1983-2002.nc, "
         f"psl: {ncep}/psl_day_NCEP-NCAR-R1_2.5deg_DJF1983-2002.nc}}",
         code=2,
     )
@@ -156,7 +173,9 @@ def test_unmappable_predictors_fail_with_what_is_missing_and_adapt_input(tiny_bu
 
 
 def test_freeze_unknown_module_lists_close_names(tiny_bundle, tmp_path):
-    result = invoke("transfer", tiny_bundle, TRANSFER, "-o", tmp_path / "x", *QUICK, "--set", "transfer.freeze=[stemm]", code=2)
+    result = invoke(
+        "transfer", tiny_bundle, TRANSFER, "-o", tmp_path / "x", *QUICK, "--set", "transfer.freeze=[stemm]", code=2
+    )
     text = " ".join(result.output.split())
     assert "no module named 'stemm'" in text and "did you mean 'stem'" in text and "coarse" in text
 
@@ -166,8 +185,16 @@ def test_freeze_and_discriminative_learning_rates(tiny_bundle, tmp_path):
 
     out = tmp_path / "frozen"
     invoke(
-        "transfer", tiny_bundle, TRANSFER, "-o", out, *QUICK,
-        "--set", "transfer.freeze=[stem, 'coarse.*']", "--set", "transfer.lr_scale={head: 3.0, 'fine.*': 0.0}",
+        "transfer",
+        tiny_bundle,
+        TRANSFER,
+        "-o",
+        out,
+        *QUICK,
+        "--set",
+        "transfer.freeze=[stem, 'coarse.*']",
+        "--set",
+        "transfer.lr_scale={head: 3.0, 'fine.*': 0.0}",
     )
     parent, child = load_bundle(tiny_bundle).weights, load_bundle(out).weights
     for key in parent:
@@ -206,10 +233,28 @@ def test_anchor_decays_the_trained_weights_towards_the_parents(tiny_bundle, tmp_
 
 
 def test_weights_only_refuses_another_model_and_shape_filtered_reports_skipped_keys(tiny_bundle, tmp_path):
-    wider = ["--set", "model.type=simple_cnn", "--set", "model.width=12", "--set", "model.coarse_blocks=1",
-             "--set", "model.fine_blocks=1"]
-    result = invoke("transfer", tiny_bundle, TRANSFER, "-o", tmp_path / "w", *QUICK, *wider,
-                    "--set", "transfer.loading=weights_only", code=2)
+    wider = [
+        "--set",
+        "model.type=simple_cnn",
+        "--set",
+        "model.width=12",
+        "--set",
+        "model.coarse_blocks=1",
+        "--set",
+        "model.fine_blocks=1",
+    ]
+    result = invoke(
+        "transfer",
+        tiny_bundle,
+        TRANSFER,
+        "-o",
+        tmp_path / "w",
+        *QUICK,
+        *wider,
+        "--set",
+        "transfer.loading=weights_only",
+        code=2,
+    )
     assert "weights_only loading needs the bundle's model" in " ".join(result.output.split())
     out = tmp_path / "s"
     invoke("transfer", tiny_bundle, TRANSFER, "-o", out, *QUICK, *wider)
@@ -223,8 +268,20 @@ def test_reset_head_keeps_the_rows_of_shared_targets(tiny_bundle, tmp_path):
 
     out = tmp_path / "tas-only"
     eobs = "../examples/data/iberia/eobs/tas_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc"
-    invoke("transfer", tiny_bundle, TRANSFER, "-o", out, *QUICK, "--set", f"data.targets={{tas: {eobs}}}",
-           "--set", "data.static_climatology=[tas]", "--set", "train.lr=1e-12")
+    invoke(
+        "transfer",
+        tiny_bundle,
+        TRANSFER,
+        "-o",
+        out,
+        *QUICK,
+        "--set",
+        f"data.targets={{tas: {eobs}}}",
+        "--set",
+        "data.static_climatology=[tas]",
+        "--set",
+        "train.lr=1e-12",
+    )
     lineage = meta(out)["lineage"]
     assert "output rows by target" in lineage["loading"]["adapted"]["head.weight"]
     parent, child = load_bundle(tiny_bundle).weights, load_bundle(out).weights
@@ -242,9 +299,21 @@ def test_scratch_recipe_trains_on_the_same_days(tmp_path, transferred):
 
 def test_resume_needs_the_bundles_variables(tiny_bundle, tmp_path):
     eobs = "../examples/data/iberia/eobs/tas_day_E-OBS-v14_0.50deg-reg_DJF1983-2002.nc"
-    result = invoke("transfer", tiny_bundle, TRANSFER, "-o", tmp_path / "r", *QUICK, "--set", "transfer.loading=resume",
-                    "--set", f"data.targets={{tas: {eobs}}}", "--set", "data.static_climatology=[tas]",
-                    code=2)
+    result = invoke(
+        "transfer",
+        tiny_bundle,
+        TRANSFER,
+        "-o",
+        tmp_path / "r",
+        *QUICK,
+        "--set",
+        "transfer.loading=resume",
+        "--set",
+        f"data.targets={{tas: {eobs}}}",
+        "--set",
+        "data.static_climatology=[tas]",
+        code=2,
+    )
     text = " ".join(result.output.split())
     # the first variables that differ are the climatology statics (pr_clim needs the pr target)
     assert "missing pr_clim" in text and "resume needs identical variables" in text
@@ -255,7 +324,16 @@ def test_lora_adapters_are_merged_into_a_plain_bundle(tiny_bundle, tmp_path):
     from downscale.bundle import load_bundle
 
     out = tmp_path / "lora"
-    invoke("transfer", tiny_bundle, TRANSFER, "-o", out, *QUICK, "--set", "transfer.lora={modules: [coarse, fine], rank: 2}")
+    invoke(
+        "transfer",
+        tiny_bundle,
+        TRANSFER,
+        "-o",
+        out,
+        *QUICK,
+        "--set",
+        "transfer.lora={modules: [coarse, fine], rank: 2}",
+    )
     parent, child = load_bundle(tiny_bundle).weights, load_bundle(out).weights
     assert set(child) == set(parent)  # the plain model's keys: adapters folded in
     lora = meta(out)["lineage"]["lora"]
@@ -277,11 +355,14 @@ def test_adapted_model_with_a_new_zero_predictor_computes_what_the_parent_comput
     try:
         old = create_model(name, in_channels=2, out_channels=1, n_forcings=2, n_static=1, **kw)
         new = create_model(name, in_channels=3, out_channels=2, n_forcings=2, n_static=0, **kw)
-    except Exception as exc:  # noqa: BLE001 - a backbone that needs an optional package
+    except Exception as exc:
         pytest.skip(f"{name}: {exc}")
-    lo = probe_layout(old, predictors=["tas", "pr"], static=["orog"], forcings=["c", "s"], out_labels=["tas:0"], **shapes)
-    ln = probe_layout(new, predictors=["pr", "psl", "tas"], static=[], forcings=["c", "s"],
-                      out_labels=["pr:0", "tas:0"], **shapes)
+    lo = probe_layout(
+        old, predictors=["tas", "pr"], static=["orog"], forcings=["c", "s"], out_labels=["tas:0"], **shapes
+    )
+    ln = probe_layout(
+        new, predictors=["pr", "psl", "tas"], static=[], forcings=["c", "s"], out_labels=["pr:0", "tas:0"], **shapes
+    )
     adapted, _ = remap_state(old.state_dict(), new, ln, lo, inputs=True, outputs=True)
     state = new.state_dict()
     state.update({k: v for k, v in old.state_dict().items() if k in state and v.shape == state[k].shape})
@@ -303,10 +384,28 @@ def test_resume_continues_with_the_optimiser_state_of_the_bundle(tmp_path):
     from downscale.bundle import load_bundle
 
     pm = RECIPES / "perfect-model-iberia.yaml"
-    small = ["--set", "model.width=8", "--set", "model.coarse_blocks=1", "--set", "model.fine_blocks=1",
-             "--set", "train.epochs=1", "--no-progress"]
-    few = ["--set", "data.periods.validation=null", "--set", "data.shots={days: 10, seed: 0}",
-           "--set", "train.epochs=1", "--set", "transfer={loading: resume}", "--no-progress"]
+    small = [
+        "--set",
+        "model.width=8",
+        "--set",
+        "model.coarse_blocks=1",
+        "--set",
+        "model.fine_blocks=1",
+        "--set",
+        "train.epochs=1",
+        "--no-progress",
+    ]
+    few = [
+        "--set",
+        "data.periods.validation=null",
+        "--set",
+        "data.shots={days: 10, seed: 0}",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "transfer={loading: resume}",
+        "--no-progress",
+    ]
     lineages = {}
     for save in (True, False):
         parent = tmp_path / f"parent-{save}"
@@ -315,13 +414,17 @@ def test_resume_continues_with_the_optimiser_state_of_the_bundle(tmp_path):
         n = len(bundle.weights)
         assert ("optimizer.safetensors" in json.loads((parent / "MANIFEST.json").read_text())) == save
         if save:
-            assert set(bundle.optimizer) == {f"{k}/{w}" for k in ("step", "exp_avg", "exp_avg_sq") for w in bundle.weights}
+            assert set(bundle.optimizer) == {
+                f"{k}/{w}" for k in ("step", "exp_avg", "exp_avg_sq") for w in bundle.weights
+            }
             assert meta(parent)["training"]["optimizer_state"]["tensors"] == 3 * n
             assert all(float(bundle.optimizer[f"exp_avg_sq/{w}"].max()) > 0 for w in bundle.weights)  # trained moments
         out = tmp_path / f"resumed-{save}"
         invoke("transfer", parent, pm, "-o", out, *small, *few)
         lineages[save] = meta(out)["lineage"]["optimizer_state"]
-    assert lineages[True].startswith("restored from the bundle for") and lineages[True].endswith(f"{n} of {n} trained tensors")
+    assert lineages[True].startswith("restored from the bundle for") and lineages[True].endswith(
+        f"{n} of {n} trained tensors"
+    )
     assert lineages[False].startswith("fresh")
 
 
@@ -341,12 +444,18 @@ def test_acceptance_experiment_at_small_k(trained_bundle, tmp_path):
     def rmse(run: str, method: str = "emulator", var: str = "tas") -> float:
         m = meta(tmp_path / run)
         assert m["scores"]["test"]["period"] == "DJF 1998-2002" and m["scores"]["test"]["days"] == 451
-        return next(r["value"] for r in m["scores"]["test"]["rows"]
-                    if r["method"] == method and r["metric"] == "rmse" and r["variable"] == var)
+        return next(
+            r["value"]
+            for r in m["scores"]["test"]["rows"]
+            if r["method"] == method and r["metric"] == "rmse" and r["variable"] == var
+        )
 
     bilinear = rmse("fine", "bilinear")
     assert bilinear == pytest.approx(rmse("zero", "bilinear")) == pytest.approx(rmse("scratch", "bilinear"))
     assert rmse("fine") < bilinear - 0.4 and rmse("fine") < rmse("zero") - 0.4
     assert rmse("scratch") < bilinear  # the scratch baseline is a real emulator too
-    assert meta(tmp_path / "fine")["lineage"]["shots"]["train_days"] == meta(tmp_path / "scratch")["provenance"]["shots"]["train_days"]
+    assert (
+        meta(tmp_path / "fine")["lineage"]["shots"]["train_days"]
+        == meta(tmp_path / "scratch")["provenance"]["shots"]["train_days"]
+    )
     assert meta(tmp_path / "fine")["model"]["kwargs"] == meta(tmp_path / "scratch")["model"]["kwargs"]

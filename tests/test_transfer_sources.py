@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from downscale.cli.main import app
 from typer.testing import CliRunner
 
+from downscale.cli.main import app
 from downscale.transfer.sources import SourceBatchSampler
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -34,13 +34,29 @@ def test_every_batch_comes_from_one_source_in_proportion_to_the_weights():
 def test_one_run_mixes_racmo_and_eobs_across_grid_sizes(tmp_path):
     """NCEP -> E-OBS (19x29) mixed with RACMO perfect-model (28x30), each with its own normaliser."""
     out = tmp_path / "mixed"
-    source = {"recipe": "perfect-model-iberia.yaml", "weight": 1.0,
-              "set": ["data.shots={days: 16, seed: 0}", "data.periods.validation=null"]}
-    result = CliRunner().invoke(app, [
-        "train", str(RECIPES / "scratch-eobs-k30.yaml"), "-o", str(out), "--no-progress",
-        "--set", "data.shots.days=10", "--set", "train.epochs=2", "--set", "model.width=8",
-        "--set", f"transfer={{sources: [{json.dumps(source)}], weight: 1.0}}",
-    ])
+    source = {
+        "recipe": "perfect-model-iberia.yaml",
+        "weight": 1.0,
+        "set": ["data.shots={days: 16, seed: 0}", "data.periods.validation=null"],
+    }
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(RECIPES / "scratch-eobs-k30.yaml"),
+            "-o",
+            str(out),
+            "--no-progress",
+            "--set",
+            "data.shots.days=10",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "model.width=8",
+            "--set",
+            f"transfer={{sources: [{json.dumps(source)}], weight: 1.0}}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "bundle.json").read_text())
     sources = meta["provenance"]["sources"]
@@ -59,7 +75,16 @@ def test_engine_scales_the_learning_rate_of_each_parameter_group():
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
     groups = [{"params": list(model[0].parameters()), "lr_scale": 0.1}, {"params": list(model[1].parameters())}]
-    trainer = Trainer(model, lambda o, y, m: ((o - y) ** 2).mean(), epochs=1, lr=1e-2, schedule="constant",
-                      warmup=0.0, device="cpu", progress=False, param_groups=groups)
+    trainer = Trainer(
+        model,
+        lambda o, y, m: ((o - y) ** 2).mean(),
+        epochs=1,
+        lr=1e-2,
+        schedule="constant",
+        warmup=0.0,
+        device="cpu",
+        progress=False,
+        param_groups=groups,
+    )
     trainer._set_lr(5, 10)
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [1e-3, 1e-2]

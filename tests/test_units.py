@@ -48,8 +48,24 @@ def test_get_spec():
     assert (pr.units, pr.human_units, pr.standard_name) == ("kg m-2 s-1", "mm day-1", "precipitation_flux")
     assert pr.plausible[1] == pytest.approx(1000 / 86400)
     assert get_spec("psl").plausible == (85000.0, 110000.0)
-    assert set(VARIABLES) >= {"tas", "tasmax", "tasmin", "pr", "psl", "ps", "ta", "hus", "huss", "zg",
-                              "ua", "va", "uas", "vas", "orog", "sftlf"}
+    assert set(VARIABLES) >= {
+        "tas",
+        "tasmax",
+        "tasmin",
+        "pr",
+        "psl",
+        "ps",
+        "ta",
+        "hus",
+        "huss",
+        "zg",
+        "ua",
+        "va",
+        "uas",
+        "vas",
+        "orog",
+        "sftlf",
+    }
     with pytest.raises(UnknownNameError, match="did you mean 'tas'"):
         get_spec("tass")
 
@@ -144,8 +160,12 @@ def test_era5_metres_of_water_per_hour():
 
 def test_monthly_amount_uses_bounds_per_month():
     time = xr.date_range("2001-01-01", periods=2, freq="MS", calendar="noleap", use_cftime=True)
-    da = xr.DataArray(np.array([[31.0], [28.0]]), dims=("time", "y"), coords={"time": time},
-                      attrs={"units": "kg m-2", "cell_methods": "time: sum"})
+    da = xr.DataArray(
+        np.array([[31.0], [28.0]]),
+        dims=("time", "y"),
+        coords={"time": time},
+        attrs={"units": "kg m-2", "cell_methods": "time: sum"},
+    )
     ends = xr.date_range("2001-02-01", periods=2, freq="MS", calendar="noleap", use_cftime=True)
     bnds = xr.DataArray(np.stack([time.values, ends.values], axis=1), dims=("time", "bnds"))
     out, _ = to_canonical(da, "pr", time_bounds=bnds)
@@ -187,8 +207,12 @@ def test_dask_input_stays_lazy_for_offsets_and_per_step_factors():
     out, _ = to_canonical(da, "tas")
     assert isinstance(out.data, dask.array.Array) and out.chunks == da.chunks
     time = xr.date_range("2001-01-01", periods=3, freq="MS", calendar="360_day", use_cftime=True)
-    monthly = xr.DataArray(np.ones((3, 2), np.float32), dims=("time", "y"), coords={"time": time},
-                           attrs={"units": "mm", "cell_methods": "time: sum"}).chunk({"time": 1})
+    monthly = xr.DataArray(
+        np.ones((3, 2), np.float32),
+        dims=("time", "y"),
+        coords={"time": time},
+        attrs={"units": "mm", "cell_methods": "time: sum"},
+    ).chunk({"time": 1})
     out2, _ = to_canonical(monthly, "pr")
     assert isinstance(out2.data, dask.array.Array) and out2.dtype == np.float32
     np.testing.assert_allclose(out2.values, 1.0 / (30 * 86400.0), rtol=1e-6)  # 360_day months have 30 days

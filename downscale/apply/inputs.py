@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -113,8 +114,10 @@ def read_halo(source: Any, halo: float) -> float:
     """The margin in degrees to read around the domain from rectilinear ``source``: ``halo``, but at least one
     cell of ``source`` itself, so that a coarser input keeps the neighbours its regridding needs at the domain
     edge.  (Coverage is still checked against ``halo`` alone; reading more than the file has is harmless.)"""
-    cell = max(float(np.abs(np.diff(np.asarray(source.lat_bounds))).max()),
-               float(np.abs(np.diff(np.asarray(source.lon_bounds))).max()))
+    cell = max(
+        float(np.abs(np.diff(np.asarray(source.lat_bounds))).max()),
+        float(np.abs(np.diff(np.asarray(source.lon_bounds))).max()),
+    )
     return max(float(halo), cell)
 
 
@@ -147,6 +150,7 @@ def check_covers(source: Any, coarse: Any, halo: float, *, file: Any = None, var
         start = b0 + (lon0 - b0 + eps) % 360.0 - eps
         ok = start + (lon1 - lon0) <= b1 + eps
     if not ok:
+
         def fmt(a: float, b: float, ns: str) -> str:
             return f"{a:.2f}..{b:.2f}{ns}"
 
@@ -157,7 +161,7 @@ def check_covers(source: Any, coarse: Any, halo: float, *, file: Any = None, var
             found=f"input cells span lat {fmt(lat_b.min(), lat_b.max(), 'N')}, lon {fmt(lon_b.min(), lon_b.max(), 'E')}",
             expected=f"lat {fmt(lat0, lat1, 'N')}, lon {fmt(lon0, lon1, 'E')}",
             fix="give inputs that cover the emulator's domain with a margin (e.g. global files), "
-                "or lower the margin with --halo (--halo 0: the domain only; edge values are then clamped)",
+            "or lower the margin with --halo (--halo 0: the domain only; edge values are then clamped)",
         )
 
 
@@ -308,7 +312,9 @@ def _date(t: Any) -> str:
     return f"{t.year:04d}{t.month:02d}{t.day:02d}"
 
 
-def scan(files: Sequence[Path], predictors: Sequence[str], *, emulator: Any = None, halo: float = 0.0) -> list[Projection]:
+def scan(
+    files: Sequence[Path], predictors: Sequence[str], *, emulator: Any = None, halo: float = 0.0
+) -> list[Projection]:
     """Group ``files`` into projections and find each predictor's files.  With ``emulator``, also run every
     check that needs no data: grids (on the coarse grid, or rectilinear and covering its domain plus ``halo``),
     units (convertible to the canonical ones), calendars and the daily frequency."""
@@ -322,8 +328,15 @@ def scan(files: Sequence[Path], predictors: Sequence[str], *, emulator: Any = No
         if "time" not in ds.coords or ds["time"].size == 0:
             continue  # fixed fields (orog, sftlf) are not predictors of apply
         times = np.asarray(ds["time"].values)
-        info = FileInfo(path, dict(ds.attrs), parse_drs(path), times, calendar_of(ds["time"]),
-                        ds["time"].encoding.get("units"), ds=ds)
+        info = FileInfo(
+            path,
+            dict(ds.attrs),
+            parse_drs(path),
+            times,
+            calendar_of(ds["time"]),
+            ds["time"].encoding.get("units"),
+            ds=ds,
+        )
         for name in predictors:
             try:
                 find_variable(ds, name, file=path)
@@ -334,8 +347,11 @@ def scan(files: Sequence[Path], predictors: Sequence[str], *, emulator: Any = No
             info.variables[name] = name if name in ds.data_vars else base if base in ds.data_vars else name
         infos.append(info)
     if not infos:
-        raise DataError("no input file has a time axis", file=", ".join(map(str, files)),
-                        fix="give the daily predictor files of a projection")
+        raise DataError(
+            "no input file has a time axis",
+            file=", ".join(map(str, files)),
+            fix="give the daily predictor files of a projection",
+        )
     groups: dict[tuple[str, str, str], list[FileInfo]] = {}
     for info in infos:
         groups.setdefault(projection_key(info.attrs, info.path), []).append(info)
@@ -364,8 +380,11 @@ def _validate(emu: Any, ds: xr.Dataset, da: xr.DataArray, name: str, path: Path,
     if grid.id != emu.coarse_grid.id:
         if grid.kind != "rectilinear":
             raise GridMismatchError(
-                "input is not on the emulator's coarse grid and is not rectilinear", file=path, variable=name,
-                found=grid.describe(), expected=emu.coarse_grid.describe(),
+                "input is not on the emulator's coarse grid and is not rectilinear",
+                file=path,
+                variable=name,
+                found=grid.describe(),
+                expected=emu.coarse_grid.describe(),
                 fix="regrid the inputs to a regular lat/lon grid (or to the emulator's coarse grid) first",
             )
         check_covers(grid, emu.coarse_grid, halo, file=path, variable=name)
@@ -388,7 +407,10 @@ def _projection(key: tuple[str, str, str], infos: list[FileInfo], predictors: Se
             if info.calendar != calendar:
                 raise CalendarError(
                     f"calendar {info.calendar} differs from {calendar} in {ref[0].path.name}",
-                    file=info.path, variable=name, found=info.calendar, expected=calendar,
+                    file=info.path,
+                    variable=name,
+                    found=info.calendar,
+                    expected=calendar,
                     fix="keep the files of one model together; convert them with xarray's convert_calendar",
                 )
     axes = {name: np.unique(np.concatenate([i.times for i in group])) for name, group in files.items()}
@@ -401,15 +423,28 @@ def _projection(key: tuple[str, str, str], infos: list[FileInfo], predictors: Se
         time = common
     label = "_".join(key)
     if time.size == 0:
-        raise DataError("the predictors have no day in common", file=ref[0].path,
-                        found="; ".join(notes), fix=f"give files of the same period for every predictor ({label})")
+        raise DataError(
+            "the predictors have no day in common",
+            file=ref[0].path,
+            found="; ".join(notes),
+            fix=f"give files of the same period for every predictor ({label})",
+        )
     check_daily(time, file=ref[0].path, frequency=ref[0].attrs.get("frequency"))
     periods = _periods(time, [i.times for i in ref])
     spans = {i.path: (i.times.min(), i.times.max()) for g in files.values() for i in g}
     varnames = {n: g[0].variables[n] for n, g in files.items() if all(i.variables[n] == g[0].variables[n] for i in g)}
-    return Projection(*key, files={n: [i.path for i in g] for n, g in files.items()}, time=time,
-                      calendar=calendar, time_units=ref[0].time_units, attrs=dict(ref[0].attrs), periods=periods,
-                      spans=spans, varnames=varnames, notes=notes)
+    return Projection(
+        *key,
+        files={n: [i.path for i in g] for n, g in files.items()},
+        time=time,
+        calendar=calendar,
+        time_units=ref[0].time_units,
+        attrs=dict(ref[0].attrs),
+        periods=periods,
+        spans=spans,
+        varnames=varnames,
+        notes=notes,
+    )
 
 
 def _missing(name: str, infos: list[FileInfo], key: tuple[str, str, str]) -> MissingVariableError:
@@ -441,5 +476,4 @@ def _periods(time: np.ndarray, file_times: list[np.ndarray]) -> list[Period]:
     if not starts or starts[0] != 0:
         starts = [0, *starts]
     bounds = [*starts, time.size]
-    return [Period(a, b, f"{_date(time[a])}-{_date(time[b - 1])}") for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-            if b > a]
+    return [Period(a, b, f"{_date(time[a])}-{_date(time[b - 1])}") for a, b in itertools.pairwise(bounds) if b > a]

@@ -79,15 +79,17 @@ def _check_writable(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create the output folder ({exc.strerror})", file=out_dir,
-                        fix="choose a writable -o folder") from None
+        raise DataError(
+            f"cannot create the output folder ({exc.strerror})", file=out_dir, fix="choose a writable -o folder"
+        ) from None
     probe = out_dir / f".downscale-write-test-{os.getpid()}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise DataError(f"the output folder is not writable ({exc.strerror})", file=out_dir,
-                        fix="choose a writable -o folder") from None
+        raise DataError(
+            f"the output folder is not writable ({exc.strerror})", file=out_dir, fix="choose a writable -o folder"
+        ) from None
 
 
 def downscale_files(
@@ -135,7 +137,9 @@ def downscale_files(
         if grid.id != emu.fine_grid.id:
             raise GridMismatchError(
                 "the target grid does not match the emulator's fine grid",
-                file=target_grid, found=grid.describe(), expected=emu.fine_grid.describe(),
+                file=target_grid,
+                found=grid.describe(),
+                expected=emu.fine_grid.describe(),
                 fix="use an emulator trained for this grid, or regrid its output afterwards",
             )
     chunk_days = int(chunk_days or emu.meta["recipe"].get("apply", {}).get("chunk_days", 365))
@@ -154,13 +158,23 @@ def downscale_files(
     with store.RunLock(out_dir, warn):
         work = out_dir / store.WORK_NAME
         store.clean_tmp(work)
-        options = {"chunk_days": chunk_days, "halo": halo, "members": members, "mode": mode, "seed": seed,
-                   "scenario": scenario, "regrid": emu.meta["recipe"].get("data", {}).get("regrid", "bilinear")}
+        options = {
+            "chunk_days": chunk_days,
+            "halo": halo,
+            "members": members,
+            "mode": mode,
+            "seed": seed,
+            "scenario": scenario,
+            "regrid": emu.meta["recipe"].get("data", {}).get("regrid", "bilinear"),
+        }
         plans = [_plan(emu, bundle_path, p, out_dir, options, on_implausible, result) for p in projections]
         for plan in plans:
             for spec, _, _ in plan.outputs:
-                stale = [out_dir / n for n in spec.names.values()
-                         if (out_dir / n).is_file() and store.run_id_of(out_dir / n) != plan.run_id]
+                stale = [
+                    out_dir / n
+                    for n in spec.names.values()
+                    if (out_dir / n).is_file() and store.run_id_of(out_dir / n) != plan.run_id
+                ]
                 for path in stale:
                     warn(f"replacing {path.name}: it was written by another run (other inputs, bundle or options)")
         _execute(emu, plans, out_dir, scheduler, on_implausible, progress, console, warn, result)
@@ -177,24 +191,43 @@ def _run_id(emu: Any, projection: Projection, options: dict[str, Any]) -> str:
     for p in files:
         st = Path(p).stat()
         stats.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
-    blob = json.dumps({"format": _FORMAT, "bundle": emu.id, "options": options, "files": stats,
-                       "key": list(projection.key), "days": int(projection.time.size)}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "format": _FORMAT,
+            "bundle": emu.id,
+            "options": options,
+            "files": stats,
+            "key": list(projection.key),
+            "days": int(projection.time.size),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _plan(emu: Any, bundle: Path, proj: Projection, out_dir: Path, options: dict[str, Any], on_implausible: str,
-          result: ApplyResult) -> _Plan:
+def _plan(
+    emu: Any,
+    bundle: Path,
+    proj: Projection,
+    out_dir: Path,
+    options: dict[str, Any],
+    on_implausible: str,
+    result: ApplyResult,
+) -> _Plan:
     from downscale import __version__
 
     run_id = _run_id(emu, proj, options)
     plan = _Plan(proj, run_id)
     domain = store.domain_name(emu.meta, emu.fine_grid.id)
-    scenario = options["scenario"] or (proj.experiment if not proj.experiment.startswith("unknown-")
-                                       else emu.meta.get("scenario", "historical"))
+    scenario = options["scenario"] or (
+        proj.experiment if not proj.experiment.startswith("unknown-") else emu.meta.get("scenario", "historical")
+    )
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     argv = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items() if v is not None and k != "regrid")
-    history = (f"{now}: downscale apply {bundle.name} ({sum(len(v) for v in proj.files.values())} input files) "
-               f"{argv}; bundle {emu.id}; downscale {__version__}")
+    history = (
+        f"{now}: downscale apply {bundle.name} ({sum(len(v) for v in proj.files.values())} input files) "
+        f"{argv}; bundle {emu.id}; downscale {__version__}"
+    )
     if proj.attrs.get("history"):
         history += "\n" + str(proj.attrs["history"])
     attrs = {
@@ -223,13 +256,24 @@ def _plan(emu: Any, bundle: Path, proj: Projection, out_dir: Path, options: dict
     members = options["members"]
     for period in proj.periods:
         names = {t: store.output_name(t, domain, proj.key, emu.name, period.label) for t in emu.targets}
-        bounds = [(a, min(a + options["chunk_days"], period.stop))
-                  for a in range(period.start, period.stop, options["chunk_days"])]
+        bounds = [
+            (a, min(a + options["chunk_days"], period.stop))
+            for a in range(period.start, period.stop, options["chunk_days"])
+        ]
         period_dir = work / period.label
         spec = store.OutputSpec(
-            bundle=str(bundle), bundle_id=emu.id, run_id=run_id, out_dir=str(out_dir), period_dir=str(period_dir),
-            chunks=bounds, times=proj.time[period.start:period.stop], calendar=proj.calendar,
-            time_units=proj.time_units, names=names, attrs=attrs, members=members,
+            bundle=str(bundle),
+            bundle_id=emu.id,
+            run_id=run_id,
+            out_dir=str(out_dir),
+            period_dir=str(period_dir),
+            chunks=bounds,
+            times=proj.time[period.start : period.stop],
+            calendar=proj.calendar,
+            time_units=proj.time_units,
+            names=names,
+            attrs=attrs,
+            members=members,
         )
         if all(store.run_id_of(out_dir / n) == run_id for n in names.values()):
             result.kept += len(names)
@@ -251,12 +295,26 @@ def _plan(emu: Any, bundle: Path, proj: Projection, out_dir: Path, options: dict
                     raise Violation.from_dict(meta["violations"][0]).error(file=proj.name)
                 store.log_line(out_dir, f"reused chunk {proj.name} {a}-{b}")
                 continue
-            todo.append(ChunkTask(
-                bundle=str(bundle), bundle_id=emu.id, path=str(path), files=files, sources=sources,
-                times=proj.time[a:b], start=a, stop=b, attrs=dict(proj.attrs), scenario=scenario,
-                halo=options["halo"], members=members, mode=options["mode"], seed=options["seed"],
-                on_implausible=on_implausible, label=proj.name,
-            ))
+            todo.append(
+                ChunkTask(
+                    bundle=str(bundle),
+                    bundle_id=emu.id,
+                    path=str(path),
+                    files=files,
+                    sources=sources,
+                    times=proj.time[a:b],
+                    start=a,
+                    stop=b,
+                    attrs=dict(proj.attrs),
+                    scenario=scenario,
+                    halo=options["halo"],
+                    members=members,
+                    mode=options["mode"],
+                    seed=options["seed"],
+                    on_implausible=on_implausible,
+                    label=proj.name,
+                )
+            )
         plan.outputs.append((spec, todo, reused))
         result.reused += reused
     return plan
@@ -276,8 +334,7 @@ def _open_sources(sources: dict[str, tuple[str, list[str]]]) -> dict[str, Any]:
             _OPENED.popitem(last=False)
             gc.collect()  # close the files now (xarray closes them when their datasets are collected)
         with _small_chunk_cache():
-            _OPENED[key] = {k: open_variable(fs, var, canonical=False)[0].rename(k)
-                            for k, (var, fs) in sources.items()}
+            _OPENED[key] = {k: open_variable(fs, var, canonical=False)[0].rename(k) for k, (var, fs) in sources.items()}
     _OPENED.move_to_end(key)
     return _OPENED[key]
 
@@ -305,8 +362,12 @@ def _small_chunk_cache() -> Iterator[None]:
 def _select_days(da: Any, times: np.ndarray) -> Any:
     idx = da.indexes["time"].get_indexer(times)
     if (idx < 0).any():
-        raise DataError("a day of the projection is missing from a predictor", variable=str(da.name),
-                        found=str(times[int(np.flatnonzero(idx < 0)[0])])[:10], fix="check the input files")
+        raise DataError(
+            "a day of the projection is missing from a predictor",
+            variable=str(da.name),
+            found=str(times[int(np.flatnonzero(idx < 0)[0])])[:10],
+            fix="check the input files",
+        )
     if idx.size and np.array_equal(idx, np.arange(idx[0], idx[0] + idx.size)):
         return da.isel(time=slice(int(idx[0]), int(idx[0]) + idx.size))  # a slice: only these days are read
     return da.isel(time=idx)
@@ -343,14 +404,30 @@ def finish_chunk(task: ChunkTask, x: np.ndarray) -> dict[str, Any]:
     t0 = time.perf_counter()
     emu = cached_emulator(task.bundle, task.bundle_id)
     first = next(iter(task.files.values()))[0]
-    y = emu.downscale_block(x, task.times, start=task.start, scenario=task.scenario, members=task.members,
-                            mode=task.mode, seed=task.seed, file=first)
+    y = emu.downscale_block(
+        x,
+        task.times,
+        start=task.start,
+        scenario=task.scenario,
+        members=task.members,
+        mode=task.mode,
+        seed=task.seed,
+        file=first,
+    )
     units = {t["name"]: t["units"] for t in emu.meta["targets"]}
     found = check_chunk(y, task.times, emu.targets, plausible_bounds(emu.meta), units, emu.valid_mask, emu.fine_grid)
     if found and task.on_implausible == "error":
         raise found[0].error(file=task.label)
-    store.write_chunk(Path(task.path), y, {"violations": [v.to_dict() for v in found], "start": task.start,
-                                           "stop": task.stop, "seconds": time.perf_counter() - t0})
+    store.write_chunk(
+        Path(task.path),
+        y,
+        {
+            "violations": [v.to_dict() for v in found],
+            "start": task.start,
+            "stop": task.stop,
+            "seconds": time.perf_counter() - t0,
+        },
+    )
     return {"path": task.path, "days": task.stop - task.start, "violations": [v.to_dict() for v in found]}
 
 
@@ -396,8 +473,17 @@ def assemble_output(spec: store.OutputSpec) -> list[tuple[str, Path, list[dict[s
 
 
 # ------------------------------------------------------------------------------------------- execution
-def _execute(emu: Any, plans: list[_Plan], out_dir: Path, scheduler: str | None, on_implausible: str,
-             progress: bool, console: Any, warn: Callable[[str], None], result: ApplyResult) -> None:
+def _execute(
+    emu: Any,
+    plans: list[_Plan],
+    out_dir: Path,
+    scheduler: str | None,
+    on_implausible: str,
+    progress: bool,
+    console: Any,
+    warn: Callable[[str], None],
+    result: ApplyResult,
+) -> None:
     from downscale.apply.sanity import Violation
 
     outputs = [(plan, spec, todo) for plan in plans for spec, todo, _ in plan.outputs]
@@ -437,8 +523,10 @@ def _execute_serial(outputs: list, chunk_finished: Callable, files_finished: Cal
 
     flat = [(i, task) for i, (_, _, todo) in enumerate(outputs) for task in todo]
     last = {i: todo[-1] for i, (_, _, todo) in enumerate(outputs) if todo}
-    with ThreadPoolExecutor(1, thread_name_prefix="apply-read") as reader, \
-            ThreadPoolExecutor(1, thread_name_prefix="apply-write") as writer:
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="apply-read") as reader,
+        ThreadPoolExecutor(1, thread_name_prefix="apply-write") as writer,
+    ):
         writes = [writer.submit(assemble_output, spec) for i, (_, spec, todo) in enumerate(outputs) if not todo]
         ahead = reader.submit(load_chunk, flat[0][1]) if flat else None
         try:
@@ -465,8 +553,11 @@ def _client(scheduler: str) -> tuple[Any, Any]:
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise DataError("--scheduler needs dask.distributed", found=scheduler,
-                        fix="pip install 'downscale[distributed]' (distributed, dask-jobqueue)") from None
+        raise DataError(
+            "--scheduler needs dask.distributed",
+            found=scheduler,
+            fix="pip install 'downscale[distributed]' (distributed, dask-jobqueue)",
+        ) from None
     if scheduler.startswith("local"):
         n = scheduler.partition(":")[2]
         try:
@@ -476,13 +567,19 @@ def _client(scheduler: str) -> tuple[Any, Any]:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         return Client(cluster), cluster
     if "://" not in scheduler:
-        raise DataError("bad --scheduler", found=scheduler,
-                        expected="local:N or a dask.distributed scheduler address (tcp://host:port)")
+        raise DataError(
+            "bad --scheduler",
+            found=scheduler,
+            expected="local:N or a dask.distributed scheduler address (tcp://host:port)",
+        )
     try:
         return Client(scheduler, timeout="30s"), None
     except OSError as exc:
-        raise DataError("cannot reach the dask scheduler", found=f"{scheduler} ({exc})",
-                        fix="start the cluster first (dask-jobqueue: SLURMCluster(...).scheduler_address)") from None
+        raise DataError(
+            "cannot reach the dask scheduler",
+            found=f"{scheduler} ({exc})",
+            fix="start the cluster first (dask-jobqueue: SLURMCluster(...).scheduler_address)",
+        ) from None
 
 
 def _execute_distributed(scheduler: str, outputs: list, chunk_finished: Callable, files_finished: Callable) -> None:
@@ -501,7 +598,9 @@ def _execute_distributed(scheduler: str, outputs: list, chunk_finished: Callable
         for i, (_, spec, todo) in enumerate(outputs):
             waiting[i] = len(todo)
             for task in todo:
-                fut = client.submit(compute_chunk, task, pure=False, priority=-order, key=f"downscale-chunk-{run}-{order}")
+                fut = client.submit(
+                    compute_chunk, task, pure=False, priority=-order, key=f"downscale-chunk-{run}-{order}"
+                )
                 owner[fut] = ("chunk", (i, task))
                 futures.add(fut)
                 order += 1
@@ -552,9 +651,15 @@ class _Progress:
         )
 
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=console, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[count]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
         )
         self.chunks = self.progress.add_task("chunks", total=max(n_days, 1), count=f"0/{n_chunks}", rate="")
         self.files = self.progress.add_task("files ", total=max(n_files, 1), count=f"0/{n_files}", rate="")

@@ -41,14 +41,18 @@ class Violation:
 
     def where(self) -> str:
         member = f" member {self.member}" if self.member is not None else ""
-        return (f"{self.date}{member} at cell ({self.dims[0]} {self.cell[0]}, {self.dims[1]} {self.cell[1]}; "
-                f"lat {self.lat:.2f}, lon {self.lon:.2f})")
+        return (
+            f"{self.date}{member} at cell ({self.dims[0]} {self.cell[0]}, {self.dims[1]} {self.cell[1]}; "
+            f"lat {self.lat:.2f}, lon {self.lon:.2f})"
+        )
 
     def describe(self) -> str:
         lo, hi = self.bounds
         what = "NaN" if self.kind == "NaN" else f"{self.value:.6g} {self.units}"
-        return (f"implausible downscaled {self.variable} ({self.kind}): {what} on {self.where()}; plausible range "
-                f"{lo:g}..{hi:g} {self.units}; {self.count} such value(s) in the chunk")
+        return (
+            f"implausible downscaled {self.variable} ({self.kind}): {what} on {self.where()}; plausible range "
+            f"{lo:g}..{hi:g} {self.units}; {self.count} such value(s) in the chunk"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,9 +65,11 @@ class Violation:
 
     def error(self, file: str | None = None) -> DataError:
         return DataError(
-            self.describe(), file=file, variable=self.variable,
+            self.describe(),
+            file=file,
+            variable=self.variable,
             fix="check the inputs (units, variables, period) and the bundle; "
-                "--on-implausible warn writes such values and flags them in the output",
+            "--on-implausible warn writes such values and flags them in the output",
         )
 
 
@@ -120,9 +126,20 @@ def check_chunk(
                 k = 0
             pos = tuple(int(i) for i in first[k])
             t, member, (i, j) = pos[0], (pos[1] if members else None), pos[-2:]
-            found.append(Violation(
-                variable=name, kind=kind, date=_date(time[t]), member=member, cell=(i, j), dims=tuple(grid.dims),
-                lat=float(grid.lat2d[i, j]), lon=float(grid.lon2d[i, j]), value=float(field[pos]),
-                units=units[name], bounds=(lo, hi), count=count,
-            ))
+            found.append(
+                Violation(
+                    variable=name,
+                    kind=kind,
+                    date=_date(time[t]),
+                    member=member,
+                    cell=(i, j),
+                    dims=tuple(grid.dims),
+                    lat=float(grid.lat2d[i, j]),
+                    lon=float(grid.lon2d[i, j]),
+                    value=float(field[pos]),
+                    units=units[name],
+                    bounds=(lo, hi),
+                    count=count,
+                )
+            )
     return found

@@ -76,8 +76,12 @@ class RunLock:
         self.path = Path(out_dir) / LOCK_NAME
         self.warn = warn
         self.held = False
-        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "start": _proc_start(os.getpid()),
-                     "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        self.info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "start": _proc_start(os.getpid()),
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
 
     def _read(self) -> dict[str, Any] | None:
         for _ in range(10):
@@ -97,11 +101,14 @@ class RunLock:
                 other = self._read()
                 if other == {}:
                     continue  # released meanwhile
-                if other is None or (other.get("host") == self.info["host"]
-                                     and not _alive(int(other.get("pid", -1)), other.get("start"))):
+                if other is None or (
+                    other.get("host") == self.info["host"] and not _alive(int(other.get("pid", -1)), other.get("start"))
+                ):
                     who = "an unreadable lock" if other is None else f"pid {other.get('pid')} on {other.get('host')}"
-                    self.warn(f"taking over the stale lock {self.path} ({who}, started {(other or {}).get('started', '?')}"
-                              f", is no longer running)")
+                    self.warn(
+                        f"taking over the stale lock {self.path} ({who}, started {(other or {}).get('started', '?')}"
+                        f", is no longer running)"
+                    )
                     with contextlib.suppress(FileNotFoundError):
                         self.path.unlink()
                     continue
@@ -115,8 +122,11 @@ class RunLock:
                 fh.write(json.dumps(self.info))
             self.held = True
             return
-        raise DataError("could not take the lock of the output folder", file=self.path,
-                        fix="another run keeps taking it; use another -o folder")
+        raise DataError(
+            "could not take the lock of the output folder",
+            file=self.path,
+            fix="another run keeps taking it; use another -o folder",
+        )
 
     def release(self) -> None:
         if self.held and self._read() == self.info:
@@ -237,7 +247,7 @@ def run_id_of(path: Path) -> str | None:
 
         with NETCDF4_PYTHON_LOCK, netCDF4.Dataset(path) as nc:
             return str(nc.getncattr("downscale_run_id"))
-    except Exception:  # noqa: BLE001 - unreadable or foreign: not ours
+    except Exception:
         return None
 
 
@@ -278,16 +288,25 @@ def _template(spec: OutputSpec, emu: Any, name: str, attrs: dict[str, Any], path
 
     grid = emu.fine_grid
     ds = grid.coords_dataset()
-    ds = ds.assign_coords(time=xr.Variable("time", spec.times, {"standard_name": "time", "long_name": "time",
-                                                                  "axis": "T"}))
+    ds = ds.assign_coords(
+        time=xr.Variable("time", spec.times, {"standard_name": "time", "long_name": "time", "axis": "T"})
+    )
     if spec.members:
-        ds = ds.assign_coords(member=xr.Variable("member", np.arange(spec.members, dtype=np.int32),
-                                                 {"long_name": "ensemble member of the emulator",
-                                                  "standard_name": "realization"}))
+        ds = ds.assign_coords(
+            member=xr.Variable(
+                "member",
+                np.arange(spec.members, dtype=np.int32),
+                {"long_name": "ensemble member of the emulator", "standard_name": "realization"},
+            )
+        )
     ds.attrs = dict(spec.attrs)
     enc: dict[str, dict[str, Any]] = {str(v): {"_FillValue": None} for v in ds.variables}
-    enc["time"] = {"units": spec.time_units or "days since 1850-01-01", "calendar": spec.calendar,
-                   "dtype": "float64", "_FillValue": None}
+    enc["time"] = {
+        "units": spec.time_units or "days since 1850-01-01",
+        "calendar": spec.calendar,
+        "dtype": "float64",
+        "_FillValue": None,
+    }
     ds.to_netcdf(path, encoding=enc, engine="netcdf4")
     dims = ("time", *(["member"] if spec.members else []), *grid.dims)
     chunks = (_time_chunk(spec, grid.shape), *([1] if spec.members else []), *grid.shape)
@@ -295,10 +314,23 @@ def _template(spec: OutputSpec, emu: Any, name: str, attrs: dict[str, Any], path
     with NETCDF4_PYTHON_LOCK, netCDF4.Dataset(path, "a") as nc:
         if "coordinates" in nc.ncattrs():
             nc.delncattr("coordinates")
-        var = nc.createVariable(name, "f4", dims, zlib=True, complevel=spec.complevel, shuffle=True,
-                                chunksizes=chunks, fill_value=np.float32(FILL))
-        var.setncatts({**attrs, **({"coordinates": " ".join(latlon)} if latlon else {}),
-                       **({"grid_mapping": grid.mapping_name} if grid.mapping_name else {})})
+        var = nc.createVariable(
+            name,
+            "f4",
+            dims,
+            zlib=True,
+            complevel=spec.complevel,
+            shuffle=True,
+            chunksizes=chunks,
+            fill_value=np.float32(FILL),
+        )
+        var.setncatts(
+            {
+                **attrs,
+                **({"coordinates": " ".join(latlon)} if latlon else {}),
+                **({"grid_mapping": grid.mapping_name} if grid.mapping_name else {}),
+            }
+        )
 
 
 FILL = 1.0e20
@@ -332,9 +364,13 @@ def assemble(spec: OutputSpec, emu: Any) -> list[tuple[str, Path, list[dict[str,
         for name, _, tmp in todo.values():
             var = get_spec(name)
             lo, hi = _bounds(emu.meta, name)
-            attrs = {"standard_name": var.standard_name, "long_name": f"{var.long_name} (downscaled)",
-                     "units": var.units, "cell_methods": "time: mean",
-                     "downscale_plausible_range": np.array([lo, hi], np.float64)}
+            attrs = {
+                "standard_name": var.standard_name,
+                "long_name": f"{var.long_name} (downscaled)",
+                "units": var.units,
+                "cell_methods": "time: mean",
+                "downscale_plausible_range": np.array([lo, hi], np.float64),
+            }
             _template(spec, emu, name, attrs, tmp)
         p0 = spec.chunks[0][0] if spec.chunks else 0
         for (a, b), path in zip(spec.chunks, paths, strict=True):
@@ -352,16 +388,22 @@ def assemble(spec: OutputSpec, emu: Any) -> list[tuple[str, Path, list[dict[str,
             vattrs = {}
             if flagged:
                 total = sum(f.count for f in flagged)
-                listed = "; ".join(f"{f.kind} {f.value:.6g} {f.units} on {f.where()} ({f.count} in its chunk)"
-                                   for f in flagged[:20])
+                listed = "; ".join(
+                    f"{f.kind} {f.value:.6g} {f.units} on {f.where()} ({f.count} in its chunk)" for f in flagged[:20]
+                )
                 vattrs["downscale_implausible"] = f"{total} value(s) outside the checks: {listed}" + (
-                    f"; and {len(flagged) - 20} more chunks" if len(flagged) > 20 else "")
-                gattrs["downscale_sanity"] = (f"FLAGGED: {total} implausible value(s) of {name} written "
-                                              "(--on-implausible warn); see the variable attribute "
-                                              "downscale_implausible")
+                    f"; and {len(flagged) - 20} more chunks" if len(flagged) > 20 else ""
+                )
+                gattrs["downscale_sanity"] = (
+                    f"FLAGGED: {total} implausible value(s) of {name} written "
+                    "(--on-implausible warn); see the variable attribute "
+                    "downscale_implausible"
+                )
             else:
-                gattrs["downscale_sanity"] = ("passed: no NaN where the grid is valid, no negative precipitation, "
-                                              "every value within its plausible range")
+                gattrs["downscale_sanity"] = (
+                    "passed: no NaN where the grid is valid, no negative precipitation, "
+                    "every value within its plausible range"
+                )
             with NETCDF4_PYTHON_LOCK, netCDF4.Dataset(tmp, "a") as nc:
                 nc.setncatts(gattrs)
                 nc[name].setncatts(vattrs)

@@ -73,7 +73,7 @@ def time_values(time: Any) -> np.ndarray:
         time = time["time"]
     if hasattr(time, "values") and not isinstance(time, np.ndarray):
         values = np.asarray(time.values)
-    elif isinstance(time, (_dt.datetime, _dt.date)) or hasattr(time, "calendar") and not hasattr(time, "__len__"):
+    elif isinstance(time, (_dt.datetime, _dt.date)) or (hasattr(time, "calendar") and not hasattr(time, "__len__")):
         values = np.asarray([time], dtype=object)
     else:
         values = np.asarray(time)
@@ -250,7 +250,9 @@ class Period:
             years = tuple(int(y) for y in self.years)
             if len(years) != 2 or years[0] > years[1]:
                 raise CalendarError(
-                    "invalid years", found=self.years, expected="(first, last) with first <= last",
+                    "invalid years",
+                    found=self.years,
+                    expected="(first, last) with first <= last",
                     fix="e.g. years=(1983, 1997)",
                 )
             object.__setattr__(self, "years", years)
@@ -269,11 +271,12 @@ class Period:
             if value is not None:
                 _parse_date(str(value))
                 object.__setattr__(self, field, str(value))
-        if self.start is not None and self.end is not None:
-            if _key(_parse_date(self.start)) > _key(_parse_date(self.end)):
-                raise CalendarError(
-                    "start is after end", found=f"{self.start} > {self.end}", fix="swap start and end"
-                )
+        if (
+            self.start is not None
+            and self.end is not None
+            and _key(_parse_date(self.start)) > _key(_parse_date(self.end))
+        ):
+            raise CalendarError("start is after end", found=f"{self.start} > {self.end}", fix="swap start and end")
 
     @property
     def selected_months(self) -> tuple[int, ...] | None:
@@ -323,7 +326,9 @@ def check_period_in_calendar(period: Period, calendar: str, file: str | PathLike
     cal = normalise_calendar(calendar)
     if cal not in _KNOWN:
         raise CalendarError(
-            f"unsupported calendar '{calendar}'", file=file, expected=", ".join(sorted(_KNOWN)),
+            f"unsupported calendar '{calendar}'",
+            file=file,
+            expected=", ".join(sorted(_KNOWN)),
             fix="set a CF calendar attribute on the time variable",
         )
     for field in ("start", "end"):

@@ -50,8 +50,7 @@ def _ghg_table() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     with resources.as_file(ref) as path:
         table = pd.read_csv(path)
     return {
-        scen: (grp["year"].to_numpy(float), grp["CO2EQ"].to_numpy(float))
-        for scen, grp in table.groupby("scenario")
+        scen: (grp["year"].to_numpy(float), grp["CO2EQ"].to_numpy(float)) for scen, grp in table.groupby("scenario")
     }
 
 

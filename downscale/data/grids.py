@@ -18,6 +18,7 @@ also holds the grid-mapping variable, as CF wants)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -44,10 +45,16 @@ __all__ = ["EARTH_RADIUS", "Grid", "normalise_lon", "rotate", "unrotate"]
 
 EARTH_RADIUS = 6_371_000.0  # metres
 GridKind = Literal["rectilinear", "curvilinear", "rotated_pole"]
-_MAPPING_KEYS = ("grid_mapping_name", "grid_north_pole_latitude", "grid_north_pole_longitude",
-                 "north_pole_grid_longitude")
-_FIX = ("give a CF file with 1-D lat/lon, 1-D rlat/rlon plus a rotated_pole grid mapping, "
-        "or 2-D lat/lon coordinates (standard_name latitude/longitude)")
+_MAPPING_KEYS = (
+    "grid_mapping_name",
+    "grid_north_pole_latitude",
+    "grid_north_pole_longitude",
+    "north_pole_grid_longitude",
+)
+_FIX = (
+    "give a CF file with 1-D lat/lon, 1-D rlat/rlon plus a rotated_pole grid mapping, "
+    "or 2-D lat/lon coordinates (standard_name latitude/longitude)"
+)
 
 
 def _unwrap_deg(a: np.ndarray) -> np.ndarray:
@@ -68,15 +75,22 @@ def _rect_bounds(lat: np.ndarray, lon: np.ndarray, lat_b: Any, lon_b: Any) -> tu
     for name, c in (("latitudes", lat), ("longitudes", lon_u)):
         d = np.diff(c)
         if c.size > 1 and not (np.all(d > 0) or np.all(d < 0)):
-            raise DataError(f"rectilinear {name} are not strictly monotonic", found=np.round(c, 3).tolist(),
-                            fix="sort the grid, e.g. ds.assign_coords(lon=(ds.lon + 180) % 360 - 180).sortby('lon')"
-                                if name == "longitudes" else "sort the grid, e.g. ds.sortby('lat')")
+            raise DataError(
+                f"rectilinear {name} are not strictly monotonic",
+                found=np.round(c, 3).tolist(),
+                fix="sort the grid, e.g. ds.assign_coords(lon=(ds.lon + 180) % 360 - 180).sortby('lon')"
+                if name == "longitudes"
+                else "sort the grid, e.g. ds.sortby('lat')",
+            )
     lat_b = np.clip(_edges(lat) if lat_b is None else np.asarray(lat_b, float), -90.0, 90.0)
     lon_b = _edges(lon_u) if lon_b is None else _unwrap_deg(np.asarray(lon_b, float))
     lon_b = lon_b + 360.0 * np.round((lon_u[0] - 0.5 * (lon_b[0] + lon_b[1])) / 360.0)
     if lat_b.shape != (lat.size + 1,) or lon_b.shape != (lon.size + 1,):
-        raise DataError("rectilinear bounds need n+1 edges", found=f"{lat_b.shape} and {lon_b.shape}",
-                        expected=f"({lat.size + 1},) and ({lon.size + 1},)")
+        raise DataError(
+            "rectilinear bounds need n+1 edges",
+            found=f"{lat_b.shape} and {lon_b.shape}",
+            expected=f"({lat.size + 1},) and ({lon.size + 1},)",
+        )
     return _arr(lat_b), _arr(lon_b)  # type: ignore[return-value]
 
 
@@ -132,8 +146,11 @@ class Grid:
         elif self.kind == "rotated_pole":
             if y is None or x is None or y.ndim != 1 or x.ndim != 1 or not self.mapping:
                 raise DataError("rotated_pole grids need 1-D rlat/rlon and a grid mapping")
-            mapping = {k: (str(v) if k == "grid_mapping_name" else float(v))
-                       for k, v in self.mapping.items() if k in _MAPPING_KEYS}
+            mapping = {
+                k: (str(v) if k == "grid_mapping_name" else float(v))
+                for k, v in self.mapping.items()
+                if k in _MAPPING_KEYS
+            }
             mname = self.mapping_name or "rotated_pole"
             if self.lat.shape != (y.size, x.size) or self.lon.shape != self.lat.shape:
                 la, lo = unrotate(*np.meshgrid(y, x, indexing="ij"), mapping)
@@ -141,26 +158,54 @@ class Grid:
                 set_("lon", _arr(lo))
         else:
             if self.lat.ndim != 2 or self.lat.shape != self.lon.shape:
-                raise DataError("curvilinear grids need 2-D lat and lon of the same shape",
-                                found=f"{self.lat.shape} and {self.lon.shape}")
+                raise DataError(
+                    "curvilinear grids need 2-D lat and lon of the same shape",
+                    found=f"{self.lat.shape} and {self.lon.shape}",
+                )
             y = x = None
-        for name, value in (("y", y), ("x", x), ("mapping", mapping), ("mapping_name", mname),
-                            ("lat_bounds", lat_b), ("lon_bounds", lon_b)):
+        for name, value in (
+            ("y", y),
+            ("x", x),
+            ("mapping", mapping),
+            ("mapping_name", mname),
+            ("lat_bounds", lat_b),
+            ("lon_bounds", lon_b),
+        ):
             set_(name, value)
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def rectilinear(cls, lat: Any, lon: Any, *, lat_bounds: Any = None, lon_bounds: Any = None,
-                    dims: tuple[str, str] = ("lat", "lon")) -> Grid:
+    def rectilinear(
+        cls,
+        lat: Any,
+        lon: Any,
+        *,
+        lat_bounds: Any = None,
+        lon_bounds: Any = None,
+        dims: tuple[str, str] = ("lat", "lon"),
+    ) -> Grid:
         """A rectilinear grid from 1-D centres (and optional n+1 edges)."""
         return cls("rectilinear", dims, lat, lon, lat_bounds=lat_bounds, lon_bounds=lon_bounds)
 
     @classmethod
-    def rotated(cls, rlat: Any, rlon: Any, pole_lat: float, pole_lon: float, *, north_pole_grid_longitude: float = 0.0,
-                dims: tuple[str, str] = ("rlat", "rlon"), mapping_name: str = "rotated_pole") -> Grid:
+    def rotated(
+        cls,
+        rlat: Any,
+        rlon: Any,
+        pole_lat: float,
+        pole_lon: float,
+        *,
+        north_pole_grid_longitude: float = 0.0,
+        dims: tuple[str, str] = ("rlat", "rlon"),
+        mapping_name: str = "rotated_pole",
+    ) -> Grid:
         """A rotated-pole grid from its 1-D rotated axes and pole; lat/lon are computed."""
-        mapping = {"grid_mapping_name": ROTATED, "grid_north_pole_latitude": pole_lat,
-                   "grid_north_pole_longitude": pole_lon, "north_pole_grid_longitude": north_pole_grid_longitude}
+        mapping = {
+            "grid_mapping_name": ROTATED,
+            "grid_north_pole_latitude": pole_lat,
+            "grid_north_pole_longitude": pole_lon,
+            "north_pole_grid_longitude": north_pole_grid_longitude,
+        }
         return cls("rotated_pole", dims, np.empty(0), np.empty(0), rlat, rlon, mapping, mapping_name)
 
     @classmethod
@@ -181,8 +226,9 @@ class Grid:
         except DataError as err:
             if err.file or not file:
                 raise
-            raise type(err)(err.message, file=file, variable=err.variable, found=err.found, expected=err.expected,
-                            fix=err.fix) from None
+            raise type(err)(
+                err.message, file=file, variable=err.variable, found=err.found, expected=err.expected, fix=err.fix
+            ) from None
 
     # ---------------------------------------------------------------- identity
     @property
@@ -202,8 +248,11 @@ class Grid:
         h = hashlib.sha256(f"{self.kind}|{self.shape}".encode())
         if self.kind == "rotated_pole":
             m = self.mapping or {}
-            pole = [m["grid_north_pole_latitude"], m["grid_north_pole_longitude"],
-                    m.get("north_pole_grid_longitude", 0.0)]
+            pole = [
+                m["grid_north_pole_latitude"],
+                m["grid_north_pole_longitude"],
+                m.get("north_pole_grid_longitude", 0.0),
+            ]
             parts = [_q(self.y), _q(normalise_lon(self.x)), _q(np.r_[pole[0], normalise_lon(pole[1:])])]
         else:
             parts = [_q(self.lat), _q(self.lon)]
@@ -230,8 +279,10 @@ class Grid:
             extra = f" ({dy:.2f}x{dx:.2f} deg)"
         else:
             extra = f" on ({self.dims[0]}, {self.dims[1]})"
-        return (f"{self.kind} {ny}x{nx}{extra}, lat {np.nanmin(self.lat):.1f}..{np.nanmax(self.lat):.1f}, "
-                f"lon {np.nanmin(self.lon):.1f}..{np.nanmax(self.lon):.1f}, id {self.id}")
+        return (
+            f"{self.kind} {ny}x{nx}{extra}, lat {np.nanmin(self.lat):.1f}..{np.nanmax(self.lat):.1f}, "
+            f"lon {np.nanmin(self.lon):.1f}..{np.nanmax(self.lon):.1f}, id {self.id}"
+        )
 
     def __repr__(self) -> str:
         return f"Grid({self.describe()})"
@@ -239,15 +290,24 @@ class Grid:
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description (lists of floats); :meth:`from_dict` gives back an equal grid."""
-        lst = lambda a: None if a is None else np.asarray(a, dtype=np.float64).tolist()
+
+        def lst(a):
+            return None if a is None else np.asarray(a, dtype=np.float64).tolist()
+
         curv = self.kind == "curvilinear"
-        return {"kind": self.kind, "dims": list(self.dims), "id": self.id,
-                "lat": lst(self.lat) if self.kind != "rotated_pole" else None,
-                "lon": lst(self.lon) if self.kind != "rotated_pole" else None,
-                "y": None if curv or self.kind == "rectilinear" else lst(self.y),
-                "x": None if curv or self.kind == "rectilinear" else lst(self.x),
-                "mapping": self.mapping, "mapping_name": self.mapping_name,
-                "lat_bounds": lst(self.lat_bounds), "lon_bounds": lst(self.lon_bounds)}
+        return {
+            "kind": self.kind,
+            "dims": list(self.dims),
+            "id": self.id,
+            "lat": lst(self.lat) if self.kind != "rotated_pole" else None,
+            "lon": lst(self.lon) if self.kind != "rotated_pole" else None,
+            "y": None if curv or self.kind == "rectilinear" else lst(self.y),
+            "x": None if curv or self.kind == "rectilinear" else lst(self.x),
+            "mapping": self.mapping,
+            "mapping_name": self.mapping_name,
+            "lat_bounds": lst(self.lat_bounds),
+            "lon_bounds": lst(self.lon_bounds),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Grid:
@@ -255,11 +315,25 @@ class Grid:
         empty = np.empty(0)
         lat = empty if d.get("lat") is None else d["lat"]
         lon = empty if d.get("lon") is None else d["lon"]
-        g = cls(d["kind"], tuple(d["dims"]), lat, lon, d.get("y"), d.get("x"), d.get("mapping"),
-                d.get("mapping_name"), d.get("lat_bounds"), d.get("lon_bounds"))
+        g = cls(
+            d["kind"],
+            tuple(d["dims"]),
+            lat,
+            lon,
+            d.get("y"),
+            d.get("x"),
+            d.get("mapping"),
+            d.get("mapping_name"),
+            d.get("lat_bounds"),
+            d.get("lon_bounds"),
+        )
         if d.get("id") and d["id"] != g.id:
-            raise GridMismatchError("grid description does not match its id", found=g.id, expected=d["id"],
-                                    fix="do not edit grid descriptions by hand")
+            raise GridMismatchError(
+                "grid description does not match its id",
+                found=g.id,
+                expected=d["id"],
+                fix="do not edit grid descriptions by hand",
+            )
         return g
 
     # ---------------------------------------------------------------- geometry
@@ -346,21 +420,47 @@ class Grid:
     def _coords(self) -> dict[str, xr.Variable]:
         yd, xd = self.dims
         if self.kind == "rectilinear":
-            return {yd: xr.Variable(yd, self.lat, {"standard_name": "latitude", "long_name": "latitude",
-                                                   "units": "degrees_north", "axis": "Y"}),
-                    xd: xr.Variable(xd, self.lon, {"standard_name": "longitude", "long_name": "longitude",
-                                                   "units": "degrees_east", "axis": "X"})}
+            return {
+                yd: xr.Variable(
+                    yd,
+                    self.lat,
+                    {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north", "axis": "Y"},
+                ),
+                xd: xr.Variable(
+                    xd,
+                    self.lon,
+                    {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east", "axis": "X"},
+                ),
+            }
         out: dict[str, xr.Variable] = {}
         if self.kind == "rotated_pole":
-            out[yd] = xr.Variable(yd, self.y, {"standard_name": "grid_latitude", "units": "degrees", "axis": "Y",
-                                               "long_name": "latitude in rotated pole grid"})
-            out[xd] = xr.Variable(xd, self.x, {"standard_name": "grid_longitude", "units": "degrees", "axis": "X",
-                                               "long_name": "longitude in rotated pole grid"})
+            out[yd] = xr.Variable(
+                yd,
+                self.y,
+                {
+                    "standard_name": "grid_latitude",
+                    "units": "degrees",
+                    "axis": "Y",
+                    "long_name": "latitude in rotated pole grid",
+                },
+            )
+            out[xd] = xr.Variable(
+                xd,
+                self.x,
+                {
+                    "standard_name": "grid_longitude",
+                    "units": "degrees",
+                    "axis": "X",
+                    "long_name": "longitude in rotated pole grid",
+                },
+            )
         la, lo = self._latlon_names
-        out[la] = xr.Variable(self.dims, self.lat, {"standard_name": "latitude", "long_name": "latitude",
-                                                    "units": "degrees_north"})
-        out[lo] = xr.Variable(self.dims, self.lon, {"standard_name": "longitude", "long_name": "longitude",
-                                                    "units": "degrees_east"})
+        out[la] = xr.Variable(
+            self.dims, self.lat, {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"}
+        )
+        out[lo] = xr.Variable(
+            self.dims, self.lon, {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"}
+        )
         return out
 
     def mapping_variable(self) -> xr.DataArray | None:
@@ -374,8 +474,14 @@ class Grid:
             ds[self.mapping_name] = self.mapping_variable()
         return ds
 
-    def wrap(self, values: Any, name: str, leading: tuple[str, ...] = ("time",), coords: dict | None = None,
-             attrs: dict | None = None) -> xr.DataArray:
+    def wrap(
+        self,
+        values: Any,
+        name: str,
+        leading: tuple[str, ...] = ("time",),
+        coords: dict | None = None,
+        attrs: dict | None = None,
+    ) -> xr.DataArray:
         """A DataArray (leading..., ydim, xdim) on this grid; 2-D values need no leading dims.
 
         Rotated grids set ``attrs['grid_mapping']``; put the result through :meth:`to_dataset` to get the
@@ -384,13 +490,18 @@ class Grid:
         ndim = np.ndim(values)
         leading = tuple(leading) if ndim == len(leading) + 2 else () if ndim == 2 else tuple(leading)
         if ndim != len(leading) + 2 or tuple(np.shape(values)[-2:]) != self.shape:
-            raise GridMismatchError("values do not fit the grid", variable=name, found=np.shape(values),
-                                    expected=f"{leading} + {self.shape}")
+            raise GridMismatchError(
+                "values do not fit the grid",
+                variable=name,
+                found=np.shape(values),
+                expected=f"{leading} + {self.shape}",
+            )
         attrs = dict(attrs or {})
         if self.mapping_name:
             attrs["grid_mapping"] = self.mapping_name
-        return xr.DataArray(values, dims=leading + self.dims, coords={**self._coords(), **(coords or {})},
-                            name=name, attrs=attrs)
+        return xr.DataArray(
+            values, dims=leading + self.dims, coords={**self._coords(), **(coords or {})}, name=name, attrs=attrs
+        )
 
     def to_dataset(self, data_vars: dict[str, xr.DataArray]) -> xr.Dataset:
         """A CF Dataset with ``data_vars`` on this grid, its coordinates and (rotated) its grid-mapping variable."""
@@ -399,8 +510,9 @@ class Grid:
             if set(self.dims) <= set(da.dims):
                 got = (da.sizes[self.dims[0]], da.sizes[self.dims[1]])
                 if got != self.shape:
-                    raise GridMismatchError("data variable does not fit the grid", variable=str(name), found=got,
-                                            expected=self.shape)
+                    raise GridMismatchError(
+                        "data variable does not fit the grid", variable=str(name), found=got, expected=self.shape
+                    )
                 if self.mapping_name:
                     da.attrs["grid_mapping"] = self.mapping_name
         ds = ds.assign_coords(self._coords())
@@ -431,12 +543,14 @@ def _read_grid(cls: type[Grid], ds: xr.Dataset, file: str | None) -> Grid:
                         return cls("curvilinear", dims, lat, lon)
             return cls("rotated_pole", dims, lat, lon, y, x, mapping, mname)
     if ylat is None:
-        raise DataError("no horizontal coordinates found", file=file,
-                        found=f"variables {sorted(map(str, ds.variables))}", fix=_FIX)
+        raise DataError(
+            "no horizontal coordinates found", file=file, found=f"variables {sorted(map(str, ds.variables))}", fix=_FIX
+        )
     if ylat.ndim == 1:
         lat_b, lon_b = _file_bounds(ds, ylat), _file_bounds(ds, xlon)
-        return cls("rectilinear", (ylat.dims[0], xlon.dims[0]), ylat.values, xlon.values,
-                   lat_bounds=lat_b, lon_bounds=lon_b)
+        return cls(
+            "rectilinear", (ylat.dims[0], xlon.dims[0]), ylat.values, xlon.values, lat_bounds=lat_b, lon_bounds=lon_b
+        )
     lat, lon = _oriented(ylat, xlon, ylat.dims)
     return cls("curvilinear", tuple(ylat.dims), lat, lon)
 
@@ -457,10 +571,8 @@ def _find_mapping(ds: xr.Dataset) -> tuple[str | None, dict | None, str | None]:
             referenced = ref.split(":")[0].split()[0]
             break
     names: list[str] = []
-    try:
+    with contextlib.suppress(Exception):
         names = [n for ns in _cf(ds).grid_mapping_names.values() for n in ns]
-    except Exception:  # noqa: BLE001 - cf-xarray is a convenience; fall back to attributes
-        pass
     names += [str(k) for k, v in ds.variables.items() if "grid_mapping_name" in v.attrs]
     if referenced in names:
         names.insert(0, referenced)
@@ -477,7 +589,7 @@ def _find_std(ds: xr.Dataset, standard_name: str, names: tuple[str, ...], ndim: 
         cands += list(_cf(ds).standard_names.get(standard_name, []))
         if standard_name in ("latitude", "longitude"):
             cands += list(_cf(ds).coordinates.get(standard_name, []))
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     cands += [n for n in names if n in ds.variables]
     for n in cands:

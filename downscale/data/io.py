@@ -117,7 +117,10 @@ def _levels_hpa(coord: xr.DataArray, *, file: Any, variable: str) -> np.ndarray:
     except Exception:
         raise UnitsError(
             f"pressure coordinate '{coord.name}' has units '{units}' that are not a pressure",
-            file=file, variable=variable, expected="Pa or hPa", fix="set the plev units attribute to 'Pa' or 'hPa'",
+            file=file,
+            variable=variable,
+            expected="Pa or hPa",
+            fix="set the plev units attribute to 'Pa' or 'hPa'",
         ) from None
     return values * factor
 
@@ -138,7 +141,8 @@ def _select_level(da: xr.DataArray, level: int, *, file: Any, name: str) -> xr.D
     if zname is None:
         raise MissingVariableError(
             f"'{da.name}' has no pressure coordinate, so level {level} hPa cannot be checked",
-            file=file, variable=name,
+            file=file,
+            variable=name,
             fix=f"add a scalar coordinate plev = {level * 100} Pa to the file, or name the variable '{name}'",
         )
     coord = da[zname]
@@ -147,7 +151,8 @@ def _select_level(da: xr.DataArray, level: int, *, file: Any, name: str) -> xr.D
     if hits.size == 0:
         raise MissingVariableError(
             f"no level {level} hPa for '{da.name}'",
-            file=file, variable=name,
+            file=file,
+            variable=name,
             found="levels " + ", ".join(f"{v:g}" for v in levels) + " hPa",
             fix=f"add a file holding {da.name} at {level} hPa or choose one of the available levels",
         )
@@ -224,7 +229,9 @@ def find_variable(ds: xr.Dataset, name: str, file: str | PathLike | None = None)
     if len(candidates) > 1:
         raise MissingVariableError(
             f"several variables could be '{name}'",
-            file=file, variable=name, found=", ".join(candidates),
+            file=file,
+            variable=name,
+            found=", ".join(candidates),
             fix="keep one of them in the file or name the variable explicitly",
         )
     if candidates:
@@ -233,7 +240,9 @@ def find_variable(ds: xr.Dataset, name: str, file: str | PathLike | None = None)
             da = _select_level(da, level, file=file, name=name)
         return da.rename(name)
     raise MissingVariableError(
-        f"no variable '{name}'", file=file, found=_describe_vars(ds),
+        f"no variable '{name}'",
+        file=file,
+        found=_describe_vars(ds),
         fix=f"add a file holding {name} to the inputs",
     )
 
@@ -284,22 +293,28 @@ def open_variable(
         pats = [patterns] if isinstance(patterns, (str, PathLike)) else list(patterns)
         raise MissingVariableError(
             f"no variable '{name}' in any of the {len(files)} files searched",
-            file=", ".join(str(p) for p in pats), found=", ".join(seen) or "no data variables",
+            file=", ".join(str(p) for p in pats),
+            found=", ".join(seen) or "no data variables",
             fix=f"add a file holding {name} to the inputs",
         )
     first_path, first = pieces[0]
     for path, da in pieces[1:]:
         if da.attrs.get("units") != first.attrs.get("units"):
             raise UnitsError(
-                "units differ between files", file=path, variable=name,
-                found=da.attrs.get("units"), expected=f"{first.attrs.get('units')} (as in {first_path.name})",
+                "units differ between files",
+                file=path,
+                variable=name,
+                found=da.attrs.get("units"),
+                expected=f"{first.attrs.get('units')} (as in {first_path.name})",
                 fix="give all files the same units, or open them with canonical=True",
             )
     if "time" not in first.dims:
         if len(pieces) > 1:
             raise DataError(
-                "a field without time is in several files", file=", ".join(str(p) for p, _ in pieces),
-                variable=name, fix="pass only one file holding it",
+                "a field without time is in several files",
+                file=", ".join(str(p) for p, _ in pieces),
+                variable=name,
+                fix="pass only one file holding it",
             )
         out = first
     else:
@@ -319,7 +334,10 @@ def _concat_time(pieces: list[tuple[Path, xr.DataArray]], name: str) -> xr.DataA
         if other != cal:
             raise CalendarError(
                 f"calendar {other} differs from {cal} in {first_path.name}",
-                file=path, variable=name, found=other, expected=cal,
+                file=path,
+                variable=name,
+                found=other,
+                expected=cal,
                 fix="keep files of one model/calendar together, or convert them with xarray's convert_calendar",
             )
     if len(pieces) == 1:
@@ -330,8 +348,10 @@ def _concat_time(pieces: list[tuple[Path, xr.DataArray]], name: str) -> xr.DataA
         except ValueError as exc:
             raise GridMismatchError(
                 "files are on different grids and cannot be joined in time",
-                file=", ".join(str(p) for p, _ in pieces), variable=name,
-                found=" ".join(str(exc).split())[:120], fix="regrid the files to one grid first",
+                file=", ".join(str(p) for p, _ in pieces),
+                variable=name,
+                found=" ".join(str(exc).split())[:120],
+                fix="regrid the files to one grid first",
             ) from None
     values = time_values(da["time"])
     order = np.argsort(values, kind="stable")
@@ -357,7 +377,7 @@ def check_finite(
     if mask is not None:
         if not isinstance(mask, xr.DataArray):
             mask = np.asarray(mask, dtype=bool)
-            mask = xr.DataArray(mask, dims=da.dims[da.ndim - mask.ndim:])
+            mask = xr.DataArray(mask, dims=da.dims[da.ndim - mask.ndim :])
         bad = bad & mask.astype(bool)
     other = [d for d in bad.dims if d != "time"]
     per_step = bad.any(dim=other) if other else bad
@@ -377,7 +397,9 @@ def check_finite(
     where = f"cell {cell} of ({', '.join(other)})" if other else "a time step"
     raise DataError(
         f"{count} NaN/inf values where data must be valid",
-        file=file, variable=name, found=f"first {when} at {where}",
+        file=file,
+        variable=name,
+        found=f"first {when} at {where}",
         fix="mask those cells (e.g. sea points), fill the gaps, or drop the bad time steps",
     )
 

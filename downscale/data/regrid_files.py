@@ -42,11 +42,7 @@ def regrid_files(
         ds = open_dataset(path)
         source = Grid.from_dataset(ds, file=path)
         regrid = create_regridder(source, target, method)
-        fields = {
-            name: regrid(da)
-            for name, da in ds.data_vars.items()
-            if set(source.dims) <= set(da.dims)
-        }
+        fields = {name: regrid(da) for name, da in ds.data_vars.items() if set(source.dims) <= set(da.dims)}
         out = target.to_dataset(fields)
         for name in ("time_bnds", "time_bounds"):
             if name in ds:
@@ -54,7 +50,8 @@ def regrid_files(
         out.attrs = dict(ds.attrs)
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         out.attrs["history"] = (
-            f"{now}: {method} regridding onto {target.describe()} (downscale {__version__})\n" + str(ds.attrs.get("history", ""))
+            f"{now}: {method} regridding onto {target.describe()} (downscale {__version__})\n"
+            + str(ds.attrs.get("history", ""))
         ).strip()
         encoding = {n: {"zlib": True, "complevel": 4, "dtype": "float32"} for n in fields}
         if "time" in ds:

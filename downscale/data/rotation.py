@@ -7,8 +7,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ROTATED", "TOL", "fit_error", "infer_pole", "latlon_of_xyz", "mismatched_pole", "normalise_lon",
-           "rotate", "unrotate", "xyz"]
+__all__ = [
+    "ROTATED",
+    "TOL",
+    "fit_error",
+    "infer_pole",
+    "latlon_of_xyz",
+    "mismatched_pole",
+    "normalise_lon",
+    "rotate",
+    "unrotate",
+    "xyz",
+]
 
 ROTATED = "rotated_latitude_longitude"
 TOL = 5e-3  # degrees: 2-D lat/lon that agree with a rotated pole to this are taken to be on it
@@ -77,16 +87,20 @@ def infer_pole(y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray) -
     if plat > 90.0 - 1e-4:  # pole at 90N: only plon - g0 matters; keep north_pole_grid_longitude 0
         plat, plon, g0 = 90.0, float(normalise_lon(plon - g0)), 0.0
     for decimals in (2, 4):
-        mapping = {"grid_mapping_name": ROTATED, "grid_north_pole_latitude": round(plat, decimals) + 0.0,
-                   "grid_north_pole_longitude": round(plon, decimals) + 0.0,
-                   "north_pole_grid_longitude": round(g0, decimals) + 0.0}
+        mapping = {
+            "grid_mapping_name": ROTATED,
+            "grid_north_pole_latitude": round(plat, decimals) + 0.0,
+            "grid_north_pole_longitude": round(plon, decimals) + 0.0,
+            "north_pole_grid_longitude": round(g0, decimals) + 0.0,
+        }
         if fit_error(y, x, lat, lon, mapping) <= TOL:
             return mapping
     return None
 
 
-def mismatched_pole(y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray, mapping: dict,
-                     name: str | None, file: str | None) -> dict | None:
+def mismatched_pole(
+    y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray, mapping: dict, name: str | None, file: str | None
+) -> dict | None:
     """A file whose 2-D lat/lon disagree with its grid mapping: trust lat/lon (warn), infer the pole from them."""
     import warnings
 
@@ -95,8 +109,13 @@ def mismatched_pole(y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarr
     if inferred is None:
         what = "treating the grid as curvilinear"
     else:
-        what = (f"using the pole that fits them ({inferred['grid_north_pole_latitude']}, "
-                f"{inferred['grid_north_pole_longitude']})")
-    warnings.warn(f"{file or 'dataset'}: grid mapping '{name}' (pole {pole}) does not reproduce the 2-D lat/lon; "
-                  f"{what}", UserWarning, stacklevel=3)
+        what = (
+            f"using the pole that fits them ({inferred['grid_north_pole_latitude']}, "
+            f"{inferred['grid_north_pole_longitude']})"
+        )
+    warnings.warn(
+        f"{file or 'dataset'}: grid mapping '{name}' (pole {pole}) does not reproduce the 2-D lat/lon; {what}",
+        UserWarning,
+        stacklevel=3,
+    )
     return inferred

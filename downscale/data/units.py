@@ -49,8 +49,17 @@ _PRECIP_NAMES = {
 _SUM_RE = re.compile(r"time\s*:\s*sum")
 _RANGE_ATTRS = ("valid_min", "valid_max", "valid_range", "actual_range")
 # Fixed accumulation periods of CMIP ``frequency`` values, as pint-readable durations.
-_FREQ_DURATION = {"day": "1 day", "1day": "1 day", "12hr": "12 hour", "6hr": "6 hour", "3hr": "3 hour",
-                  "1hr": "1 hour", "hr": "1 hour", "30min": "30 minute", "15min": "15 minute"}
+_FREQ_DURATION = {
+    "day": "1 day",
+    "1day": "1 day",
+    "12hr": "12 hour",
+    "6hr": "6 hour",
+    "3hr": "3 hour",
+    "1hr": "1 hour",
+    "hr": "1 hour",
+    "30min": "30 minute",
+    "15min": "15 minute",
+}
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,9 @@ def _accumulation_seconds(
     if "time" not in da.dims:
         raise UnitsError(
             "an accumulated amount needs a time axis to become a rate",
-            file=file, variable=variable, fix="give rates (e.g. units 'mm day-1') for fields without time",
+            file=file,
+            variable=variable,
+            fix="give rates (e.g. units 'mm day-1') for fields without time",
         )
     q = _ureg().Quantity
     if time_bounds is not None:
@@ -162,7 +173,9 @@ def _accumulation_seconds(
         seconds = days * float(q(1.0, "day").to("s").magnitude)
     if np.any(seconds <= 0):
         raise UnitsError(
-            "time bounds give a non-positive accumulation period", file=file, variable=variable,
+            "time bounds give a non-positive accumulation period",
+            file=file,
+            variable=variable,
             fix="check time_bnds (upper bound must follow lower bound)",
         )
     if np.all(seconds == seconds[0]):
@@ -201,7 +214,10 @@ def _plan(
             if not _is_amount(da):
                 raise UnitsError(
                     f"units '{src}' are an amount, not a rate",
-                    file=file, variable=variable, found=src, expected=tgt,
+                    file=file,
+                    variable=variable,
+                    found=src,
+                    expected=tgt,
                     fix="set cell_methods='time: sum' if the values are totals per time step, "
                     f"or units='{src} day-1' if they are daily rates",
                 )
@@ -210,7 +226,11 @@ def _plan(
             return factor / seconds, 0.0, f"pint: amount {src} / accumulation period ({how}){label} -> {tgt}"
     raise UnitsError(
         f"units '{src}' cannot be converted to {tgt}",
-        file=file, variable=variable, found=src, expected=tgt, fix=hint,
+        file=file,
+        variable=variable,
+        found=src,
+        expected=tgt,
+        fix=hint,
     )
 
 
@@ -265,7 +285,13 @@ def to_canonical(
         out.attrs["standard_name"] = spec.standard_name
         return out, None
     scale, offset, method = _plan(
-        da, src, spec.units, file=file_txt, variable=name, time_bounds=time_bounds, frequency=frequency,
+        da,
+        src,
+        spec.units,
+        file=file_txt,
+        variable=name,
+        time_bounds=time_bounds,
+        frequency=frequency,
         hint=f"check that the file holds {name}, or set the right units attribute",
     )
     out = _apply(da, scale, offset)
@@ -284,7 +310,13 @@ def check_units(da: xr.DataArray, name: str, file: str | PathLike | None = None)
     if src == spec.units:
         return None
     _, _, method = _plan(
-        da, src, spec.units, file=file_txt, variable=name, time_bounds=None, frequency=None,
+        da,
+        src,
+        spec.units,
+        file=file_txt,
+        variable=name,
+        time_bounds=None,
+        frequency=None,
         hint=f"check that the file holds {name}, or set the right units attribute",
     )
     return Conversion(file_txt, name, src, spec.units, method)
@@ -307,7 +339,13 @@ def convert_units(
     if src == units:
         return da
     scale, offset, method = _plan(
-        da, src, units, file=None, variable=name, time_bounds=time_bounds, frequency=frequency,
+        da,
+        src,
+        units,
+        file=None,
+        variable=name,
+        time_bounds=time_bounds,
+        frequency=frequency,
         hint="choose units of the same kind (same dimensionality)",
     )
     out = _apply(da, scale, offset)

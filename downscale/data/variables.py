@@ -53,12 +53,8 @@ _PR_ALT = (
 
 _SPECS: tuple[VariableSpec, ...] = (
     VariableSpec("tas", "air_temperature", "K", "Near-surface air temperature", "K", (150.0, 350.0)),
-    VariableSpec(
-        "tasmax", "air_temperature", "K", "Daily maximum near-surface air temperature", "K", (150.0, 350.0)
-    ),
-    VariableSpec(
-        "tasmin", "air_temperature", "K", "Daily minimum near-surface air temperature", "K", (150.0, 350.0)
-    ),
+    VariableSpec("tasmax", "air_temperature", "K", "Daily maximum near-surface air temperature", "K", (150.0, 350.0)),
+    VariableSpec("tasmin", "air_temperature", "K", "Daily minimum near-surface air temperature", "K", (150.0, 350.0)),
     VariableSpec(
         "pr", "precipitation_flux", "kg m-2 s-1", "Precipitation", "mm day-1", (0.0, _PR_MAX_KG_M2_S), _PR_ALT
     ),
@@ -67,9 +63,7 @@ _SPECS: tuple[VariableSpec, ...] = (
     VariableSpec("ta", "air_temperature", "K", "Air temperature", "K", (150.0, 350.0), has_levels=True),
     VariableSpec("hus", "specific_humidity", "1", "Specific humidity", "g kg-1", (0.0, 0.1), has_levels=True),
     VariableSpec("huss", "specific_humidity", "1", "Near-surface specific humidity", "g kg-1", (0.0, 0.1)),
-    VariableSpec(
-        "zg", "geopotential_height", "m", "Geopotential height", "m", (-1000.0, 40000.0), has_levels=True
-    ),
+    VariableSpec("zg", "geopotential_height", "m", "Geopotential height", "m", (-1000.0, 40000.0), has_levels=True),
     VariableSpec("ua", "eastward_wind", "m s-1", "Eastward wind", "m s-1", (-150.0, 150.0), has_levels=True),
     VariableSpec("va", "northward_wind", "m s-1", "Northward wind", "m s-1", (-150.0, 150.0), has_levels=True),
     VariableSpec("uas", "eastward_wind", "m s-1", "Eastward near-surface wind", "m s-1", (-150.0, 150.0)),

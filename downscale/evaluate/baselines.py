@@ -60,8 +60,10 @@ def _values_like(da: xr.DataArray, like: xr.DataArray) -> np.ndarray:
         da = da.transpose(*like.dims)
     values = np.asarray(da.values, dtype=np.float64)
     if values.shape != like.shape:
-        raise ValueError(f"the target has shape {values.shape}, the bilinear field {like.shape}: "
-                         "give the target on the fine grid, over the same days as the coarse field")
+        raise ValueError(
+            f"the target has shape {values.shape}, the bilinear field {like.shape}: "
+            "give the target on the fine grid, over the same days as the coarse field"
+        )
     return values
 
 
@@ -100,8 +102,15 @@ class BiasCorrectedBilinear(Bilinear):
 
     name = "bilinear_bc"
 
-    def __init__(self, coarse_grid: Grid, fine_grid: Grid, kind: Kind = "additive", *,
-                 ratio_limits: tuple[float, float] = (0.05, 20.0), **_: Any) -> None:
+    def __init__(
+        self,
+        coarse_grid: Grid,
+        fine_grid: Grid,
+        kind: Kind = "additive",
+        *,
+        ratio_limits: tuple[float, float] = (0.05, 20.0),
+        **_: Any,
+    ) -> None:
         if kind not in KINDS:
             from downscale.errors import UnknownNameError
 
@@ -135,8 +144,9 @@ class BiasCorrectedBilinear(Bilinear):
         spatial = b_da.dims[-2:]
         coords = {k: v for k, v in b_da.coords.items() if set(v.dims) <= set(spatial)}
         days = int(b.shape[0]) if b.ndim == 3 else 1
-        self.correction = xr.DataArray(corr, dims=spatial, coords=coords, name="correction",
-                                       attrs={"kind": self.kind, "training_days": days})
+        self.correction = xr.DataArray(
+            corr, dims=spatial, coords=coords, name="correction", attrs={"kind": self.kind, "training_days": days}
+        )
         self.units = coarse_train.attrs.get("units") or truth_train.attrs.get("units")
         return self
 
@@ -147,8 +157,12 @@ class BiasCorrectedBilinear(Bilinear):
         if units and self.units and " ".join(units.split()) != " ".join(self.units.split()):
             from downscale.errors import UnitsError
 
-            raise UnitsError("the baseline was fitted in other units", found=units, expected=self.units,
-                             fix="convert the coarse field to the units used in fit()")
+            raise UnitsError(
+                "the baseline was fitted in other units",
+                found=units,
+                expected=self.units,
+                fix="convert the coarse field to the units used in fit()",
+            )
         b = self.regridder(coarse)
         corr = self.correction.values
         if self.kind == "additive":
@@ -187,8 +201,16 @@ class QuantileMapping(Bilinear):
 
     name = "quantile_mapping"
 
-    def __init__(self, coarse_grid: Grid, fine_grid: Grid, kind: Kind = "additive", *, nquantiles: int = 50,
-                 dry_threshold: float = 0.05, **_: Any) -> None:
+    def __init__(
+        self,
+        coarse_grid: Grid,
+        fine_grid: Grid,
+        kind: Kind = "additive",
+        *,
+        nquantiles: int = 50,
+        dry_threshold: float = 0.05,
+        **_: Any,
+    ) -> None:
         super().__init__(coarse_grid, fine_grid)
         self.kind: Kind = kind
         self.nquantiles = int(nquantiles)
@@ -214,8 +236,9 @@ class QuantileMapping(Bilinear):
         hist, ref = self._jitter(hist), self._jitter(ref)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells (e.g. E-OBS sea)
-            self.model = xsdba.EmpiricalQuantileMapping.train(ref, hist, nquantiles=self.nquantiles, kind="+",
-                                                              group="time")
+            self.model = xsdba.EmpiricalQuantileMapping.train(
+                ref, hist, nquantiles=self.nquantiles, kind="+", group="time"
+            )
         return self
 
     def predict(self, coarse: xr.DataArray) -> xr.DataArray:

@@ -98,14 +98,26 @@ def _common_days(fields: dict[str, xr.DataArray]) -> dict[str, xr.DataArray]:
 
 def _files_for(spec: dict[str, list[str]] | None, name: str, role: str, test: str) -> list[str]:
     if not spec or name not in spec:
-        raise MissingVariableError(f"test '{test}' gives no {role} files for '{name}'", variable=name,
-                                   expected=f"{role} files for {name}",
-                                   fix=f"add '{name}: <files>' to the test's {role}")
+        raise MissingVariableError(
+            f"test '{test}' gives no {role} files for '{name}'",
+            variable=name,
+            expected=f"{role} files for {name}",
+            fix=f"add '{name}: <files>' to the test's {role}",
+        )
     return spec[name]
 
 
-def load_case(emulator: Any, target: dict[str, list[str]], predictors: dict[str, list[str]] | None, period: Any, *,
-              matched: bool, scenario: str, resolve: Any, test: str) -> CaseData:
+def load_case(
+    emulator: Any,
+    target: dict[str, list[str]],
+    predictors: dict[str, list[str]] | None,
+    period: Any,
+    *,
+    matched: bool,
+    scenario: str,
+    resolve: Any,
+    test: str,
+) -> CaseData:
     """The target and predictors of a test (or of its reference period) for ``emulator``; see the module doc."""
     from downscale.data.forcings import compute_forcings
     from downscale.data.pairing import stack_channels
@@ -117,11 +129,15 @@ def load_case(emulator: Any, target: dict[str, list[str]], predictors: dict[str,
         da = _open(_files_for(target, name, "target", test), name, period, resolve, test)
         grid = _grid(da)
         if grid.id != emulator.fine_grid.id:
-            raise GridMismatchError(f"test '{test}': the target is not on the emulator's fine grid", variable=name,
-                                    file=(da.attrs.get("source_files") or [None])[0], found=grid.describe(),
-                                    expected=emulator.fine_grid.describe(),
-                                    fix="give targets on the grid the emulator was trained for, or leave this "
-                                        "emulator out of the test (its 'emulators' list)")
+            raise GridMismatchError(
+                f"test '{test}': the target is not on the emulator's fine grid",
+                variable=name,
+                file=(da.attrs.get("source_files") or [None])[0],
+                found=grid.describe(),
+                expected=emulator.fine_grid.describe(),
+                fix="give targets on the grid the emulator was trained for, or leave this "
+                "emulator out of the test (its 'emulators' list)",
+            )
         truth[name] = da.transpose("time", *emulator.fine_grid.dims)
     truth = _common_days(truth)
 
@@ -129,8 +145,11 @@ def load_case(emulator: Any, target: dict[str, list[str]], predictors: dict[str,
     if predictors is None:  # perfect-model predictors: the target upscaled onto the coarse grid
         missing = [p for p in emulator.predictors if p not in truth]
         if missing:
-            raise DataError(f"test '{test}' gives no predictors and the emulator's predictor '{missing[0]}' is not "
-                            "a target to upscale", fix="list the test's predictors files")
+            raise DataError(
+                f"test '{test}' gives no predictors and the emulator's predictor '{missing[0]}' is not "
+                "a target to upscale",
+                fix="list the test's predictors files",
+            )
         up = create_regridder(emulator.fine_grid, emulator.coarse_grid, recipe_data.get("upscale", "area_mean"))
         fields = {p: up(truth[p]) for p in emulator.predictors}
     else:
@@ -146,16 +165,21 @@ def load_case(emulator: Any, target: dict[str, list[str]], predictors: dict[str,
         truth = {k[2:]: v for k, v in both.items() if k.startswith("y:")}
         fields = {k[2:]: v for k, v in both.items() if k.startswith("x:")}
         if not next(iter(truth.values())).sizes["time"]:
-            raise DataError(f"test '{test}': the predictors and the target share no day in {period.describe()}",
-                            fix="check the files and the period, or make the test imperfect")
+            raise DataError(
+                f"test '{test}': the predictors and the target share no day in {period.describe()}",
+                fix="check the files and the period, or make the test imperfect",
+            )
     ref_time = next(iter(fields.values()))["time"].values
     fields = {n: da.assign_coords(time=ref_time) for n, da in fields.items()}
     x = stack_channels(fields, emulator.coarse_grid.dims).load()
     bad = ~np.isfinite(x.values)
     if bad.any():
         t, c = np.argwhere(bad)[0][:2]
-        raise DataError(f"test '{test}': missing (NaN) predictor value on {str(ref_time[t])[:10]}",
-                        variable=str(emulator.predictors[c]), fix="fill the gaps or choose another period")
+        raise DataError(
+            f"test '{test}': missing (NaN) predictor value on {str(ref_time[t])[:10]}",
+            variable=str(emulator.predictors[c]),
+            fix="fill the gaps or choose another period",
+        )
     f = compute_forcings(x["time"], emulator.forcings, scenario)
     truth = {n: da.load() for n, da in truth.items()}
     return CaseData(x=x, truth=truth, f=f, matched=matched, scenario=scenario)
@@ -183,17 +207,21 @@ def fit_baselines(emulator: Any, recipe: Any, names: list[str]) -> TrainingBasel
     paired = build_pairs(recipe)
     idx = paired.indices(recipe.data.periods.train)
     if paired.coarse_grid.id != emulator.coarse_grid.id or paired.fine_grid.id != emulator.fine_grid.id:
-        raise GridMismatchError("the training recipe's grids are not the bundle's", found=paired.fine_grid.describe(),
-                                expected=emulator.fine_grid.describe(),
-                                fix="give the recipe the emulator was trained from (emulators[].recipe)")
+        raise GridMismatchError(
+            "the training recipe's grids are not the bundle's",
+            found=paired.fine_grid.describe(),
+            expected=emulator.fine_grid.describe(),
+            fix="give the recipe the emulator was trained from (emulators[].recipe)",
+        )
     models: dict[str, dict[str, Any]] = {}
     for var in shared:
         units = get_spec(var).units  # the stacked channels do not carry each variable's units
         xc = paired.x.sel(channel=var).isel(time=idx).load().assign_attrs(units=units)
         yt = paired.y.sel(channel=var).isel(time=idx).load().assign_attrs(units=units)
         kind = correction_kind(units)
-        models[var] = {b: create_baseline(b, paired.coarse_grid, paired.fine_grid, kind=kind).fit(xc, yt)
-                       for b in usable}
+        models[var] = {
+            b: create_baseline(b, paired.coarse_grid, paired.fine_grid, kind=kind).fit(xc, yt) for b in usable
+        }
     return TrainingBaselines(models, notes)
 
 
@@ -201,12 +229,14 @@ def _as_field(values: np.ndarray, truth: xr.DataArray, time: xr.DataArray, name:
     spatial = truth.dims[1:]
     coords = {k: v for k, v in truth.coords.items() if set(v.dims) <= set(spatial)}
     coords["time"] = time.values
-    return xr.DataArray(values, dims=("time", *spatial), coords=coords, name=name,
-                        attrs={"units": truth.attrs.get("units")})
+    return xr.DataArray(
+        values, dims=("time", *spatial), coords=coords, name=name, attrs={"units": truth.attrs.get("units")}
+    )
 
 
-def predict_case(emulator: Any, case: CaseData, baselines: TrainingBaselines, *, members: int,
-                 seed: int) -> Predictions:
+def predict_case(
+    emulator: Any, case: CaseData, baselines: TrainingBaselines, *, members: int, seed: int
+) -> Predictions:
     """The emulator's estimate, realisation and (stochastic emulators) ensemble, and every fitted baseline, on the
     case's predictors; with the truth, all in human units."""
     from downscale.data.variables import get_spec

@@ -159,8 +159,10 @@ class EvaluateConfig(RootedConfig):
             for name in test.emulators or []:
                 if name not in emulators:
                     near = closest(name, emulators)
-                    raise ValueError(f"test '{test.name}' names an unknown emulator '{name}' (valid: "
-                                     f"{', '.join(emulators)}{'; did you mean ' + repr(near) + '?' if near else ''})")
+                    raise ValueError(
+                        f"test '{test.name}' names an unknown emulator '{name}' (valid: "
+                        f"{', '.join(emulators)}{'; did you mean ' + repr(near) + '?' if near else ''})"
+                    )
         return self
 
 

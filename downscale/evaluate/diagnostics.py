@@ -59,8 +59,9 @@ def _masked(field: xr.DataArray, valid: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- indices
-def index_bias_map(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None,
-                   **params: Any) -> xr.DataArray:
+def index_bias_map(
+    pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None, **params: Any
+) -> xr.DataArray:
     """``(y, x)``: climatology of index ``index`` of pred minus that of truth (NaN outside the valid cells)."""
     ip, it = compute_index(pred, index, **params), compute_index(truth, index, **params)
     valid = _valid_cells(truth, mask)
@@ -68,15 +69,13 @@ def index_bias_map(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean",
     return it.copy(data=values).rename(f"{index}_bias")
 
 
-def index_bias(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None,
-               **params: Any) -> float:
+def index_bias(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None, **params: Any) -> float:
     """Spatial mean of ``|I(pred) - I(truth)|``, ``I`` the climatology of index ``index`` (any registered index,
     with its options: ``index="quantile", q=0.99``; ``index="su", thresh="25 degC"``).  In the index's units."""
     return _nanmean(np.abs(index_bias_map(pred, truth, index, mask, **params).values))
 
 
-def index_ratio(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None,
-                **params: Any) -> float:
+def index_ratio(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None, **params: Any) -> float:
     """Spatial mean of ``I(pred) / I(truth)`` over the valid cells where ``I(truth) != 0`` (1 is perfect).
 
     Meant for ratio-scale indices (precipitation amounts, counts, variabilities)."""
@@ -88,8 +87,9 @@ def index_ratio(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", ma
     return _nanmean(ratio)
 
 
-def spatial_correlation_of_index(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None,
-                                 **params: Any) -> float:
+def spatial_correlation_of_index(
+    pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None, **params: Any
+) -> float:
     """Pearson correlation across the valid cells of the two climatologies of ``index`` (default: time mean).
 
     Unlike :func:`downscale.evaluate.metrics.spatial_correlation` the two fields may cover different days."""
@@ -160,8 +160,13 @@ def psd_distance(pred: xr.DataArray, truth: xr.DataArray, mask: Any = None) -> f
 
 
 # --------------------------------------------------------------------------- multivariate
-def pr_tas_correlation_bias(pred: dict[str, xr.DataArray], truth: dict[str, xr.DataArray], mask: Any = None, *,
-                            pair: tuple[str, str] = ("pr", "tas")) -> float:
+def pr_tas_correlation_bias(
+    pred: dict[str, xr.DataArray],
+    truth: dict[str, xr.DataArray],
+    mask: Any = None,
+    *,
+    pair: tuple[str, str] = ("pr", "tas"),
+) -> float:
     """Spatial mean of ``|r_pred - r_truth|``, ``r`` the per-cell correlation over time of the two variables
     (``pair``, default pr and tas) within each dataset.  Unitless; days need not match between pred and truth."""
     a, b = pair
@@ -178,8 +183,15 @@ def cc_signal_map(hist: xr.DataArray, fut: xr.DataArray, index: str = "mean", **
     return ih.copy(data=np.asarray(ifut.values, np.float64) - np.asarray(ih.values, np.float64)).rename("cc_signal")
 
 
-def cc_signal_error(pred_hist: xr.DataArray, pred_fut: xr.DataArray, truth_hist: xr.DataArray,
-                    truth_fut: xr.DataArray, index: str = "mean", mask: Any = None, **params: Any) -> float:
+def cc_signal_error(
+    pred_hist: xr.DataArray,
+    pred_fut: xr.DataArray,
+    truth_hist: xr.DataArray,
+    truth_fut: xr.DataArray,
+    index: str = "mean",
+    mask: Any = None,
+    **params: Any,
+) -> float:
     """Spatial mean of ``|ΔI(pred) - ΔI(truth)|`` with ``ΔI = I(future) - I(historical)``, in the index's units.
 
     With ``index="mean"`` this is :func:`downscale.evaluate.metrics.climate_change_signal_error`."""
@@ -193,8 +205,9 @@ def cc_signal_error(pred_hist: xr.DataArray, pred_fut: xr.DataArray, truth_hist:
 def _ensemble(ens: Any, truth: Any, member_dim: str) -> tuple[np.ndarray, np.ndarray]:
     """``(member, time, y, x)`` and ``(time, y, x)`` float64 arrays, NaN where either is invalid."""
     if isinstance(ens, xr.DataArray):
-        dims = [member_dim] + [d for d in (truth.dims if isinstance(truth, xr.DataArray) else ens.dims)
-                               if d != member_dim]
+        dims = [member_dim] + [
+            d for d in (truth.dims if isinstance(truth, xr.DataArray) else ens.dims) if d != member_dim
+        ]
         e = np.asarray(ens.transpose(*dims).values, np.float64)
     else:
         e = np.asarray(ens, np.float64)
@@ -225,8 +238,9 @@ def crps_ensemble(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "
     return _nanmean(skill - spread / (2.0 * denom))
 
 
-def rank_histogram(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member",
-                   seed: int = 0) -> xr.DataArray:
+def rank_histogram(
+    ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member", seed: int = 0
+) -> xr.DataArray:
     """Frequency (summing to 1) of the rank of the truth among the members, ranks ``0..M``; ties broken at random.
 
     Flat for a reliable ensemble; U-shaped when it is under-dispersive, dome-shaped when over-dispersive."""
@@ -243,12 +257,14 @@ def rank_histogram(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = 
     m = e.shape[0]
     counts = np.bincount(ranks, minlength=m + 1).astype(np.float64)
     freq = counts / counts.sum() if counts.sum() else np.full(m + 1, np.nan)
-    return xr.DataArray(freq, dims="rank", coords={"rank": np.arange(m + 1)}, name="rank_histogram",
-                        attrs={"units": "1"})
+    return xr.DataArray(
+        freq, dims="rank", coords={"rank": np.arange(m + 1)}, name="rank_histogram", attrs={"units": "1"}
+    )
 
 
-def rank_histogram_deviation(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member",
-                             seed: int = 0) -> float:
+def rank_histogram_deviation(
+    ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member", seed: int = 0
+) -> float:
     """Root-mean-square relative departure of the rank histogram from flat: ``sqrt(mean((f (M+1) - 1)^2))``.
 
     0 for a perfectly flat histogram; unitless."""

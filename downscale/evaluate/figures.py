@@ -23,8 +23,13 @@ from downscale.evaluate import metrics as M
 __all__ = ["bias_maps", "cc_signal_maps", "psd_curves", "qq_extremes", "rank_histogram_plot"]
 
 #: colours of the methods, the same in every figure
-COLOURS = {"truth": "black", "emulator": "tab:red", "bilinear": "tab:blue", "bilinear_bc": "tab:green",
-           "quantile_mapping": "tab:purple"}
+COLOURS = {
+    "truth": "black",
+    "emulator": "tab:red",
+    "bilinear": "tab:blue",
+    "bilinear_bc": "tab:green",
+    "quantile_mapping": "tab:purple",
+}
 
 
 def _plt() -> Any:
@@ -56,7 +61,7 @@ def _maps(fields: dict[str, np.ndarray], title: str, units: str, cmap: str, symm
         lim = float(np.quantile(np.abs(values), 0.98)) if values.size else 1.0
         vmin, vmax = -(lim or 1.0), lim or 1.0
     else:
-        vmin, vmax = (np.quantile(values, [0.02, 0.98]) if values.size else (0.0, 1.0))
+        vmin, vmax = np.quantile(values, [0.02, 0.98]) if values.size else (0.0, 1.0)
     im = None
     for ax, (label, field) in zip(axes[0], fields.items(), strict=True):
         im = ax.imshow(field, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
@@ -76,8 +81,13 @@ def bias_maps(truth: xr.DataArray, preds: dict[str, xr.DataArray], title: str) -
     return _maps(fields, title, units, "RdBu_r", True)
 
 
-def cc_signal_maps(truth_hist: xr.DataArray, truth_fut: xr.DataArray, hist: dict[str, xr.DataArray],
-                   fut: dict[str, xr.DataArray], title: str) -> bytes:
+def cc_signal_maps(
+    truth_hist: xr.DataArray,
+    truth_fut: xr.DataArray,
+    hist: dict[str, xr.DataArray],
+    fut: dict[str, xr.DataArray],
+    title: str,
+) -> bytes:
     """The climate-change signal (future minus reference mean) of the truth, then of each method."""
     units = truth_hist.attrs.get("units", "")
     valid = np.isfinite(truth_hist.values).any(axis=0)
@@ -96,8 +106,9 @@ def psd_curves(truth: xr.DataArray, preds: dict[str, xr.DataArray], title: str) 
     fig, ax = plt.subplots(figsize=(4.2, 3.2), constrained_layout=True)
     for label, da in {"truth": truth, **preds}.items():
         spec = M.radial_psd(da, mask=valid)
-        ax.loglog(spec["wavenumber"], spec.values, label=label, color=_colour(label),
-                  lw=2.0 if label == "truth" else 1.2)
+        ax.loglog(
+            spec["wavenumber"], spec.values, label=label, color=_colour(label), lw=2.0 if label == "truth" else 1.2
+        )
     ax.set_xlabel("wavenumber (cycles per domain)")
     ax.set_ylabel(f"power ({truth.attrs.get('units', '')})²")
     ax.set_title(title, fontsize=9)

@@ -99,8 +99,11 @@ def _check(da: Any, name: str) -> xr.DataArray:
     if not isinstance(da, xr.DataArray) or "time" not in da.dims:
         raise TypeError(f"index {name} needs an xarray DataArray with a 'time' dimension")
     if not str(da.attrs.get("units", "")).strip():
-        raise UnitsError("missing units attribute", variable=str(da.name or name),
-                         fix="set the field's units attribute (e.g. 'K' or 'kg m-2 s-1')")
+        raise UnitsError(
+            "missing units attribute",
+            variable=str(da.name or name),
+            fix="set the field's units attribute (e.g. 'K' or 'kg m-2 s-1')",
+        )
     return da.transpose("time", ...)
 
 
@@ -150,9 +153,13 @@ def _to_pr_units(da: xr.DataArray) -> xr.DataArray:
     try:
         return convert_units(da, PR_UNITS)
     except UnitsError:
-        raise UnitsError("a precipitation index needs a precipitation rate or flux", variable=str(da.name),
-                         found=units, expected="units convertible to mm day-1 (e.g. kg m-2 s-1)",
-                         fix="give the precipitation field, with its units attribute") from None
+        raise UnitsError(
+            "a precipitation index needs a precipitation rate or flux",
+            variable=str(da.name),
+            found=units,
+            expected="units convertible to mm day-1 (e.g. kg m-2 s-1)",
+            fix="give the precipitation field, with its units attribute",
+        ) from None
 
 
 def pr_threshold(value: Any) -> float:
@@ -165,28 +172,38 @@ def pr_threshold(value: Any) -> float:
         q = _ureg().Quantity(str(value))
     except Exception:
         raise UnitsError(f"cannot read the threshold '{value}'", fix="write e.g. 1.0 (mm/day) or '1 mm/day'") from None
-    da = xr.DataArray(float(q.magnitude), attrs={"units": f"{q.units:~}".strip() or "1",
-                                                  "standard_name": "lwe_precipitation_rate"})
+    da = xr.DataArray(
+        float(q.magnitude), attrs={"units": f"{q.units:~}".strip() or "1", "standard_name": "lwe_precipitation_rate"}
+    )
     try:
         return float(convert_units(da, PR_UNITS).values)
     except UnitsError:
-        raise UnitsError(f"the threshold '{value}' is not a precipitation rate", expected="e.g. '1 mm/day'",
-                         fix="give a rate such as '1 mm/day' or '0.1 mm/h'") from None
+        raise UnitsError(
+            f"the threshold '{value}' is not a precipitation rate",
+            expected="e.g. '1 mm/day'",
+            fix="give a rate such as '1 mm/day' or '0.1 mm/h'",
+        ) from None
 
 
 def threshold_in(value: Any, units: str) -> float:
     """A threshold that carries its units (``"25 degC"``) as a number in ``units`` (e.g. 298.15 for K)."""
     if isinstance(value, (int, float, np.floating, np.integer)):
-        raise UnitsError(f"the threshold {value} has no units", expected="a value with units, e.g. '25 degC'",
-                         fix=f"write the threshold with its units, e.g. '{value} degC'")
+        raise UnitsError(
+            f"the threshold {value} has no units",
+            expected="a value with units, e.g. '25 degC'",
+            fix=f"write the threshold with its units, e.g. '{value} degC'",
+        )
     text = str(value).strip()
     number, _, unit = text.partition(" ")
     try:
         q = _ureg().Quantity(float(number), unit.strip()) if unit.strip() else _ureg().Quantity(text)
         return float(q.to(units).magnitude)
     except Exception:  # pint raises several exception types for bad or incompatible units
-        raise UnitsError(f"cannot convert the threshold '{value}' to {units}", expected=f"units convertible to {units}",
-                         fix="write e.g. '25 degC' or '298.15 K'") from None
+        raise UnitsError(
+            f"cannot convert the threshold '{value}' to {units}",
+            expected=f"units convertible to {units}",
+            fix="write e.g. '25 degC' or '298.15 K'",
+        ) from None
 
 
 def _spatial_result(values: np.ndarray, template: xr.DataArray, name: str, units: str) -> xr.DataArray:
@@ -195,8 +212,9 @@ def _spatial_result(values: np.ndarray, template: xr.DataArray, name: str, units
     return xr.DataArray(values, dims=spatial, coords=coords, name=name, attrs={"units": units})
 
 
-def _yearly(da: xr.DataArray, years: np.ndarray, reduce: Callable[[np.ndarray, np.ndarray], np.ndarray],
-            name: str, units: str) -> xr.DataArray:
+def _yearly(
+    da: xr.DataArray, years: np.ndarray, reduce: Callable[[np.ndarray, np.ndarray], np.ndarray], name: str, units: str
+) -> xr.DataArray:
     """``reduce(values (t, y, x), day_numbers (t,)) -> (y, x)`` for each season year, stacked as ``(year, y, x)``."""
     a = np.asarray(da.values, dtype=np.float64)
     days = _day_numbers(da["time"])
@@ -278,8 +296,11 @@ def interannual_variability(da: xr.DataArray, *, season: str | None = None) -> x
     """Standard deviation (ddof=1) across season years of the seasonal means, in the input's units."""
     da, years = select_season(_check(da, "interannual_variability"), season)
     means = _yearly(da, years, lambda a, _: _quiet(np.nanmean, a, axis=0), "seasonal_mean", da.attrs["units"])
-    values = _quiet(np.nanstd, means.values, axis=0, ddof=1) if means.sizes["year"] >= 2 else \
-        np.full(means.shape[1:], np.nan)
+    values = (
+        _quiet(np.nanstd, means.values, axis=0, ddof=1)
+        if means.sizes["year"] >= 2
+        else np.full(means.shape[1:], np.nan)
+    )
     return _spatial_result(values, da, "interannual_variability", da.attrs["units"])
 
 
@@ -392,7 +413,10 @@ def compute_index(da: xr.DataArray, name: str, **params: Any) -> xr.DataArray:
             allowed = [p for p in inspect.signature(spec.func).parameters if p != "da"]
             from downscale.errors import RecipeError
 
-            raise RecipeError(f"index '{name}' got an unknown option", found=", ".join(sorted(params)),
-                              expected=f"options among {', '.join(allowed)}",
-                              fix="remove or rename the option") from None
+            raise RecipeError(
+                f"index '{name}' got an unknown option",
+                found=", ".join(sorted(params)),
+                expected=f"options among {', '.join(allowed)}",
+                fix="remove or rename the option",
+            ) from None
         raise

@@ -234,8 +234,12 @@ def create_metric(spec: str | dict[str, Any], *, where: str | None = None) -> Me
         spec = {"type": spec}
     spec = dict(spec)
     if "type" not in spec:
-        raise RecipeError("a metric entry needs a 'type'", file=where, found=repr(spec)[:80],
-                          fix="write e.g. {type: index_bias, index: rx1day}")
+        raise RecipeError(
+            "a metric entry needs a 'type'",
+            file=where,
+            found=repr(spec)[:80],
+            fix="write e.g. {type: index_bias, index: rx1day}",
+        )
     name = str(spec.pop("type"))
     label = spec.pop("name", None)
     variables = spec.pop("variables", None)
@@ -261,45 +265,99 @@ def create_metric(spec: str | dict[str, Any], *, where: str | None = None) -> Me
     unknown = [k for k in params if k not in allowed and not takes_kwargs]
     if unknown:
         near = closest(unknown[0], allowed)
-        raise RecipeError(f"metric '{name}' has no option '{unknown[0]}'", file=where,
-                          expected=f"options among {', '.join(allowed) or '(none)'}",
-                          fix=f"did you mean '{near}'?" if near else "remove it")
+        raise RecipeError(
+            f"metric '{name}' has no option '{unknown[0]}'",
+            file=where,
+            expected=f"options among {', '.join(allowed) or '(none)'}",
+            fix=f"did you mean '{near}'?" if near else "remove it",
+        )
     if label is None:
         if metric.suffix:
             label = f"{_index_label(params)}_{metric.suffix}"
             if params.get("per_cell"):
                 label += "_per_cell"
         else:
-            label = name + "".join(f"_{k}{_fmt(v)}" if not isinstance(v, bool) else (f"_{k}" if v else "")
-                                   for k, v in sorted(params.items()))
+            label = name + "".join(
+                f"_{k}{_fmt(v)}" if not isinstance(v, bool) else (f"_{k}" if v else "")
+                for k, v in sorted(params.items())
+            )
     return MetricCall(str(label), metric, params, tuple(variables) if variables else None)
 
 
 # --------------------------------------------------------------------------- built-in metrics
-register_metric("rmse", needs="paired", estimate=True,
-                description="root-mean-square error over every valid (cell, day)")(M.rmse)
-register_metric("temporal_correlation", needs="paired", estimate=True, better="higher", units="1",
-                description="mean over cells of the correlation in time of pred and truth")(M.temporal_correlation)
-register_metric("ralsd", needs="paired", units="dB",
-                description="radially averaged log-spectral distance of each day, averaged (Harris et al. 2022)")(
-    M.ralsd)
-register_metric("index_bias", needs="distribution", units="index", suffix="abs_bias",
-                description="spatial mean of |bias| of the climatology of an index")(D.index_bias)
-register_metric("index_ratio", needs="distribution", units="1", better="one", suffix="ratio",
-                description="spatial mean of the ratio of the climatologies of an index")(D.index_ratio)
-register_metric("spatial_correlation", needs="distribution", units="1", better="higher", suffix="spatial_corr",
-                description="correlation across cells of the climatologies of an index (default: the mean)")(
-    D.spatial_correlation_of_index)
-register_metric("wasserstein", needs="distribution",
-                description="Wasserstein distance between the distributions, pooled or per cell")(D.wasserstein)
-register_metric("psd_distance", needs="distribution", units="dB",
-                description="log-spectral distance between the time-mean radial spectra")(D.psd_distance)
-register_metric("pr_tas_correlation_bias", needs="multivariate", units="1",
-                description="spatial mean of |bias| of the per-cell pr-tas correlation")(D.pr_tas_correlation_bias)
-register_metric("cc_signal_error", needs="signal", units="index", suffix="cc_signal_error",
-                description="spatial mean of |error| of the climate-change signal of an index")(D.cc_signal_error)
-register_metric("crps", needs="ensemble", deterministic=True,
-                description="continuous ranked probability score of the ensemble (a single field: its MAE)")(
-    D.crps_ensemble)
-register_metric("rank_histogram_deviation", needs="ensemble", units="1",
-                description="RMS relative departure of the rank histogram from flat")(D.rank_histogram_deviation)
+register_metric(
+    "rmse", needs="paired", estimate=True, description="root-mean-square error over every valid (cell, day)"
+)(M.rmse)
+register_metric(
+    "temporal_correlation",
+    needs="paired",
+    estimate=True,
+    better="higher",
+    units="1",
+    description="mean over cells of the correlation in time of pred and truth",
+)(M.temporal_correlation)
+register_metric(
+    "ralsd",
+    needs="paired",
+    units="dB",
+    description="radially averaged log-spectral distance of each day, averaged (Harris et al. 2022)",
+)(M.ralsd)
+register_metric(
+    "index_bias",
+    needs="distribution",
+    units="index",
+    suffix="abs_bias",
+    description="spatial mean of |bias| of the climatology of an index",
+)(D.index_bias)
+register_metric(
+    "index_ratio",
+    needs="distribution",
+    units="1",
+    better="one",
+    suffix="ratio",
+    description="spatial mean of the ratio of the climatologies of an index",
+)(D.index_ratio)
+register_metric(
+    "spatial_correlation",
+    needs="distribution",
+    units="1",
+    better="higher",
+    suffix="spatial_corr",
+    description="correlation across cells of the climatologies of an index (default: the mean)",
+)(D.spatial_correlation_of_index)
+register_metric(
+    "wasserstein",
+    needs="distribution",
+    description="Wasserstein distance between the distributions, pooled or per cell",
+)(D.wasserstein)
+register_metric(
+    "psd_distance",
+    needs="distribution",
+    units="dB",
+    description="log-spectral distance between the time-mean radial spectra",
+)(D.psd_distance)
+register_metric(
+    "pr_tas_correlation_bias",
+    needs="multivariate",
+    units="1",
+    description="spatial mean of |bias| of the per-cell pr-tas correlation",
+)(D.pr_tas_correlation_bias)
+register_metric(
+    "cc_signal_error",
+    needs="signal",
+    units="index",
+    suffix="cc_signal_error",
+    description="spatial mean of |error| of the climate-change signal of an index",
+)(D.cc_signal_error)
+register_metric(
+    "crps",
+    needs="ensemble",
+    deterministic=True,
+    description="continuous ranked probability score of the ensemble (a single field: its MAE)",
+)(D.crps_ensemble)
+register_metric(
+    "rank_histogram_deviation",
+    needs="ensemble",
+    units="1",
+    description="RMS relative departure of the rank histogram from flat",
+)(D.rank_histogram_deviation)

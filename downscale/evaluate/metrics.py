@@ -84,8 +84,7 @@ def _single(da: Any, mask: Any, dim: str) -> tuple[np.ndarray, xr.DataArray | No
 def _cell_field(values: np.ndarray, template: xr.DataArray | None, name: str, units: str | None) -> xr.DataArray:
     """A ``(y, x)`` result, labelled with the template's spatial dims and coordinates."""
     if template is None:
-        return xr.DataArray(values, dims=("y", "x")[-values.ndim:], name=name,
-                            attrs={"units": units} if units else {})
+        return xr.DataArray(values, dims=("y", "x")[-values.ndim :], name=name, attrs={"units": units} if units else {})
     spatial = template.dims[1:]
     coords = {k: v for k, v in template.coords.items() if set(v.dims) <= set(spatial)}
     attrs = {"units": units} if units else {}
@@ -160,8 +159,9 @@ def wet_day_frequency(da: Any, threshold: float = 1.0, mask: Any = None, *, dim:
     return _cell_field(freq, ada, "wet_day_frequency", "1")
 
 
-def wet_day_frequency_abs_bias(pred: Any, truth: Any, threshold: float = 1.0, mask: Any = None, *,
-                               dim: str = "time") -> float:
+def wet_day_frequency_abs_bias(
+    pred: Any, truth: Any, threshold: float = 1.0, mask: Any = None, *, dim: str = "time"
+) -> float:
     """Spatial mean over valid cells of ``|freq(pred) - freq(truth)|``, in **percentage points** (0..100).
 
     ``freq`` is :func:`wet_day_frequency` (days ``>= threshold``) on the jointly valid days of each cell.
@@ -237,8 +237,13 @@ def radial_psd(da: Any, mask: Any = None, *, dim: str = "time") -> xr.DataArray:
     spec, _, ok, _ = _spectra(a)
     mean = spec[ok].mean(axis=0) if ok.any() else np.full(spec.shape[1], np.nan)
     units = _units(da)
-    return xr.DataArray(mean, dims="wavenumber", coords={"wavenumber": np.arange(1, mean.size + 1)},
-                        name="radial_psd", attrs={"units": f"({units})^2" if units else ""})
+    return xr.DataArray(
+        mean,
+        dims="wavenumber",
+        coords={"wavenumber": np.arange(1, mean.size + 1)},
+        name="radial_psd",
+        attrs={"units": f"({units})^2" if units else ""},
+    )
 
 
 def _db(spec: np.ndarray, floor: np.ndarray) -> np.ndarray:
@@ -294,12 +299,14 @@ def climate_change_signal(hist: Any, fut: Any, mask: Any = None, *, dim: str = "
     f, _ = _single(fut, mask, dim)
     if h.shape[1:] != f.shape[1:]:
         raise ValueError(f"historical and future fields differ in grid shape: {h.shape[1:]} vs {f.shape[1:]}")
-    return _cell_field(_quiet(np.nanmean, f, axis=0) - _quiet(np.nanmean, h, axis=0), hda,
-                       "climate_change_signal", _units(hist))
+    return _cell_field(
+        _quiet(np.nanmean, f, axis=0) - _quiet(np.nanmean, h, axis=0), hda, "climate_change_signal", _units(hist)
+    )
 
 
-def climate_change_signal_error(pred_hist: Any, pred_fut: Any, truth_hist: Any, truth_fut: Any,
-                                mask: Any = None, *, dim: str = "time") -> float:
+def climate_change_signal_error(
+    pred_hist: Any, pred_fut: Any, truth_hist: Any, truth_fut: Any, mask: Any = None, *, dim: str = "time"
+) -> float:
     """Spatial mean over valid cells of ``|Δpred - Δtruth|``, ``Δ = mean_time(future) - mean_time(historical)``.
 
     A cell counts where all four time means exist (NaN cells of the truth, e.g. sea in E-OBS, drop out).
@@ -338,8 +345,9 @@ def spatial_correlation(pred: Any, truth: Any, mask: Any = None, *, dim: str = "
     return float(_corr(mp.ravel(), mt.ravel(), axis=0))
 
 
-def temporal_correlation(pred: Any, truth: Any, mask: Any = None, *, dim: str = "time",
-                         spatial_mean: bool = True) -> float | xr.DataArray:
+def temporal_correlation(
+    pred: Any, truth: Any, mask: Any = None, *, dim: str = "time", spatial_mean: bool = True
+) -> float | xr.DataArray:
     """Mean over valid cells of the per-cell Pearson correlation over time of pred and truth (unitless).
 
     Cells with fewer than two valid days or a constant series in either field are left out.  With

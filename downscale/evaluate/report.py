@@ -19,8 +19,22 @@ from typing import Any
 
 __all__ = ["COLUMNS", "scorecard", "summary", "write_report"]
 
-COLUMNS = ["emulator", "test", "title", "kind", "domain", "period", "variable", "method", "metric", "value", "units",
-           "better", "needs", "rank"]
+COLUMNS = [
+    "emulator",
+    "test",
+    "title",
+    "kind",
+    "domain",
+    "period",
+    "variable",
+    "method",
+    "metric",
+    "value",
+    "units",
+    "better",
+    "needs",
+    "rank",
+]
 _BETTER = {"lower": "lower is better", "higher": "higher is better", "one": "1 is best"}
 _SHADES = ["#b8e0b0", "#e8f3c4", "#fbe3b8", "#f7c1ad", "#f3a6a0"]
 
@@ -53,13 +67,23 @@ def scorecard(rows: list[dict[str, Any]], emulator: str) -> tuple[list[tuple[str
     with ``cells[(test, method)] = (value, rank)``."""
     mine = [r for r in rows if r["emulator"] == emulator]
     methods = _methods(mine)
-    columns = [(t, m) for t, _, _ in _tests(mine) for m in methods
-               if any(r["test"] == t and r["method"] == m for r in mine)]
+    columns = [
+        (t, m) for t, _, _ in _tests(mine) for m in methods if any(r["test"] == t and r["method"] == m for r in mine)
+    ]
     table: dict[tuple[str, str], dict[str, Any]] = {}
     for r in mine:
         key = (r["variable"], r["metric"])
-        entry = table.setdefault(key, {"variable": r["variable"], "metric": r["metric"], "units": r["units"],
-                                       "better": r["better"], "cells": {}, "n": {}})
+        entry = table.setdefault(
+            key,
+            {
+                "variable": r["variable"],
+                "metric": r["metric"],
+                "units": r["units"],
+                "better": r["better"],
+                "cells": {},
+                "n": {},
+            },
+        )
         entry["cells"][(r["test"], r["method"])] = (r["value"], r.get("rank"))
         entry["n"][r["test"]] = entry["n"].get(r["test"], 0) + 1
     return columns, list(table.values())
@@ -108,33 +132,45 @@ def _markdown(config: Any, rows: list[dict[str, Any]], figures: list[dict[str, A
     out = [f"# Evaluation: {config.name}", ""]
     if config.description:
         out += [config.description.strip(), ""]
-    out += [f"Generated {meta['created']} in {meta['seconds']:.0f} s by `downscale evaluate`. "
-            "Every number is in `metrics.csv` / `metrics.json`; figures are under `figures/`.", ""]
+    out += [
+        f"Generated {meta['created']} in {meta['seconds']:.0f} s by `downscale evaluate`. "
+        "Every number is in `metrics.csv` / `metrics.json`; figures are under `figures/`.",
+        "",
+    ]
     if meta.get("command"):
         out += ["Regenerate with:", "", "```bash", meta["command"], "```", ""]
     titles = _test_titles(rows)
     out += ["## Tests", "", "| test | kind | period | domain | what it measures |", "|---|---|---|---|---|"]
     for t in config.tests:
         if t.name in titles:
-            out.append(f"| {t.label} | {t.kind} | {t.period.describe()}"
-                       f"{' vs ' + t.reference.period.describe() if t.reference else ''} | {t.domain or ''} | "
-                       f"{(t.note or '').strip()} |")
+            out.append(
+                f"| {t.label} | {t.kind} | {t.period.describe()}"
+                f"{' vs ' + t.reference.period.describe() if t.reference else ''} | {t.domain or ''} | "
+                f"{(t.note or '').strip()} |"
+            )
     out += ["", f"*Imperfect tests.* {meta['imperfect_note']}", ""]
-    out += ["How to read the scorecards: one row per (variable, metric); each test has one column per method; "
-            "**bold** marks the best method of the row within a test (lower is better for errors and biases, higher "
-            "for correlations, 1 for ratios). `emulator` is the neural emulator; `bilinear` is bilinear "
-            "interpolation of the coarse predictor; `bilinear_bc` adds a per-cell bias correction and "
-            "`quantile_mapping` a per-cell empirical quantile mapping, both fitted on the emulator's own training "
-            "pairs (so in imperfect tests they know no more about the GCM than the emulator does). Biases are "
-            "spatial means of |bias| of the index's climatology; `crps` of a deterministic method is its mean "
-            "absolute error.", ""]
+    out += [
+        "How to read the scorecards: one row per (variable, metric); each test has one column per method; "
+        "**bold** marks the best method of the row within a test (lower is better for errors and biases, higher "
+        "for correlations, 1 for ratios). `emulator` is the neural emulator; `bilinear` is bilinear "
+        "interpolation of the coarse predictor; `bilinear_bc` adds a per-cell bias correction and "
+        "`quantile_mapping` a per-cell empirical quantile mapping, both fitted on the emulator's own training "
+        "pairs (so in imperfect tests they know no more about the GCM than the emulator does). Biases are "
+        "spatial means of |bias| of the index's climatology; `crps` of a deterministic method is its mean "
+        "absolute error.",
+        "",
+    ]
     for spec in config.emulators:
         if not any(r["emulator"] == spec.name for r in rows):
             continue
         info = meta["emulators"].get(spec.name, {})
-        out += [f"## Emulator `{spec.name}`", "",
-                f"Bundle `{info.get('bundle', spec.bundle)}` (id `{info.get('bundle_id', '?')}`); "
-                + ", ".join(f"{k} {v}" for k, v in info.get("periods", {}).items()), ""]
+        out += [
+            f"## Emulator `{spec.name}`",
+            "",
+            f"Bundle `{info.get('bundle', spec.bundle)}` (id `{info.get('bundle_id', '?')}`); "
+            + ", ".join(f"{k} {v}" for k, v in info.get("periods", {}).items()),
+            "",
+        ]
         out += ["### Where it wins", ""] + [f"- {line}" for line in _summary_lines(rows, spec.name)] + [""]
         columns, table = scorecard(rows, spec.name)
         tests = list(dict.fromkeys(t for t, _ in columns))
@@ -176,58 +212,77 @@ def _e(text: Any) -> str:
     return html.escape(str(text))
 
 
-def _html(config: Any, rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any],
-          out_dir: Path) -> str:
+def _html(
+    config: Any, rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any], out_dir: Path
+) -> str:
     titles = _test_titles(rows)
-    h = ["<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>Evaluation: {_e(config.name)}</title>",
-         f"<style>{_CSS}</style></head><body>", f"<h1>Evaluation: {_e(config.name)}</h1>"]
+    h = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>Evaluation: {_e(config.name)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Evaluation: {_e(config.name)}</h1>",
+    ]
     if config.description:
         h.append(f"<p>{_e(config.description.strip())}</p>")
-    h.append(f"<p>Generated {_e(meta['created'])} in {meta['seconds']:.0f} s by <code>downscale evaluate</code>. "
-             "Every number is also in <code>metrics.csv</code> / <code>metrics.json</code>.</p>")
+    h.append(
+        f"<p>Generated {_e(meta['created'])} in {meta['seconds']:.0f} s by <code>downscale evaluate</code>. "
+        "Every number is also in <code>metrics.csv</code> / <code>metrics.json</code>.</p>"
+    )
     if meta.get("command"):
         h.append(f"<p>Regenerate with: <code>{_e(meta['command'])}</code></p>")
-    h.append("<h2>Tests</h2><table><tr><th>test</th><th>kind</th><th>period</th><th>domain</th>"
-             "<th>what it measures</th></tr>")
+    h.append(
+        "<h2>Tests</h2><table><tr><th>test</th><th>kind</th><th>period</th><th>domain</th>"
+        "<th>what it measures</th></tr>"
+    )
     for t in config.tests:
         if t.name in titles:
             period = t.period.describe() + (f" vs {t.reference.period.describe()}" if t.reference else "")
-            h.append(f"<tr><td class=l>{_e(t.label)}</td><td class=l>{t.kind}</td><td class=l>{_e(period)}</td>"
-                     f"<td class=l>{_e(t.domain or '')}</td><td class=l style='white-space:normal'>"
-                     f"{_e((t.note or '').strip())}</td></tr>")
+            h.append(
+                f"<tr><td class=l>{_e(t.label)}</td><td class=l>{t.kind}</td><td class=l>{_e(period)}</td>"
+                f"<td class=l>{_e(t.domain or '')}</td><td class=l style='white-space:normal'>"
+                f"{_e((t.note or '').strip())}</td></tr>"
+            )
     h.append("</table>")
     h.append(f"<div class=note><b>Imperfect tests.</b> {_e(meta['imperfect_note'])}</div>")
-    h.append("<p class=legend>Cells are shaded by rank within each test (best → worst): "
-             + "".join(f"<span style='background:{c}'>{i + 1}</span>" for i, c in enumerate(_SHADES[:4]))
-             + " Bold: best of the row. <code>bilinear</code>: bilinear interpolation of the coarse predictor; "
-               "<code>bilinear_bc</code>: with a per-cell bias correction; <code>quantile_mapping</code>: with a "
-               "per-cell empirical quantile mapping; both fitted on the emulator's own training pairs (so in imperfect "
-               "tests they know no more about the GCM than the emulator does). Biases are spatial means of |bias| of "
-               "the index's climatology; <code>crps</code> of a deterministic method is its mean absolute error.</p>")
+    h.append(
+        "<p class=legend>Cells are shaded by rank within each test (best → worst): "
+        + "".join(f"<span style='background:{c}'>{i + 1}</span>" for i, c in enumerate(_SHADES[:4]))
+        + " Bold: best of the row. <code>bilinear</code>: bilinear interpolation of the coarse predictor; "
+        "<code>bilinear_bc</code>: with a per-cell bias correction; <code>quantile_mapping</code>: with a "
+        "per-cell empirical quantile mapping; both fitted on the emulator's own training pairs (so in imperfect "
+        "tests they know no more about the GCM than the emulator does). Biases are spatial means of |bias| of "
+        "the index's climatology; <code>crps</code> of a deterministic method is its mean absolute error.</p>"
+    )
     for spec in config.emulators:
         if not any(r["emulator"] == spec.name for r in rows):
             continue
         info = meta["emulators"].get(spec.name, {})
         h.append(f"<h2>Emulator <code>{_e(spec.name)}</code></h2>")
-        h.append(f"<p>Bundle <code>{_e(info.get('bundle', spec.bundle))}</code> (id <code>"
-                 f"{_e(info.get('bundle_id', '?'))}</code>); "
-                 + _e(", ".join(f"{k} {v}" for k, v in info.get("periods", {}).items())) + "</p>")
+        h.append(
+            f"<p>Bundle <code>{_e(info.get('bundle', spec.bundle))}</code> (id <code>"
+            f"{_e(info.get('bundle_id', '?'))}</code>); "
+            + _e(", ".join(f"{k} {v}" for k, v in info.get("periods", {}).items()))
+            + "</p>"
+        )
         h.append("<h3>Where it wins</h3><ul>")
         for line in _summary_lines(rows, spec.name):
             h.append("<li>" + _e(line).replace("**", "") + "</li>")
         h.append("</ul>")
         columns, table = scorecard(rows, spec.name)
         tests = list(dict.fromkeys(t for t, _ in columns))
-        h.append("<h3>Scorecard</h3><table><tr><th rowspan=2>variable</th><th rowspan=2>metric</th>"
-                 "<th rowspan=2>units</th>")
+        h.append(
+            "<h3>Scorecard</h3><table><tr><th rowspan=2>variable</th><th rowspan=2>metric</th><th rowspan=2>units</th>"
+        )
         for t in tests:
             n = sum(1 for c in columns if c[0] == t)
             h.append(f"<th class=group colspan={n}>{_e(titles[t][0])} ({titles[t][1]})</th>")
         h.append("</tr><tr>" + "".join(f"<th>{_e(m)}</th>" for _, m in columns) + "</tr>")
         for entry in table:
-            tr = [f"<tr><td class=l>{_e(entry['variable'])}</td>"
-                  f"<td class=l title='{_e(_BETTER[entry['better']])}'>{_e(entry['metric'])}</td>"
-                  f"<td class=l>{_e(entry['units'])}</td>"]
+            tr = [
+                f"<tr><td class=l>{_e(entry['variable'])}</td>"
+                f"<td class=l title='{_e(_BETTER[entry['better']])}'>{_e(entry['metric'])}</td>"
+                f"<td class=l>{_e(entry['units'])}</td>"
+            ]
             for col in columns:
                 value, rank = entry["cells"].get(col, (None, None))
                 n = entry["n"].get(col[0], 0)
@@ -245,8 +300,10 @@ def _html(config: Any, rows: list[dict[str, Any]], figures: list[dict[str, Any]]
             h.append(f"<h4>Figures: {_e(titles[t][0])}</h4><div class=figs>")
             for f in figs:
                 data = base64.b64encode((out_dir / f["path"]).read_bytes()).decode()
-                h.append(f"<figure><img src='data:image/png;base64,{data}' alt='{_e(f['caption'])}'>"
-                         f"<figcaption>{_e(f['variable'])}: {_e(f['caption'])}</figcaption></figure>")
+                h.append(
+                    f"<figure><img src='data:image/png;base64,{data}' alt='{_e(f['caption'])}'>"
+                    f"<figcaption>{_e(f['variable'])}: {_e(f['caption'])}</figcaption></figure>"
+                )
             h.append("</div>")
     if meta.get("notes"):
         h.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in meta["notes"]) + "</ul>")
@@ -259,13 +316,19 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({**r, "value": "" if r["value"] is None or not math.isfinite(r["value"]) else repr(r["value"]),
-                         "rank": "" if r.get("rank") is None else r["rank"]})
+        writer.writerow(
+            {
+                **r,
+                "value": "" if r["value"] is None or not math.isfinite(r["value"]) else repr(r["value"]),
+                "rank": "" if r.get("rank") is None else r["rank"],
+            }
+        )
     return buf.getvalue()
 
 
-def write_report(out_dir: Path, config: Any, rows: list[dict[str, Any]], figures: list[dict[str, Any]],
-                 meta: dict[str, Any]) -> list[Path]:
+def write_report(
+    out_dir: Path, config: Any, rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any]
+) -> list[Path]:
     """Write ``metrics.csv``, ``metrics.json``, ``report.md`` and ``report.html`` (atomically) into ``out_dir``."""
     from downscale.evaluate.runner import rows_to_json, write_atomic
 

@@ -78,6 +78,7 @@ def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         groups.setdefault((r["emulator"], r["test"], r["variable"], r["metric"]), []).append(r)
     for group in groups.values():
+
         def badness(r: dict[str, Any]) -> float:
             v = r["value"]
             if v is None or not math.isfinite(v):
@@ -99,17 +100,34 @@ def _training_recipe(spec: Any, emulator: Any, config: Any) -> Any:
     return recipe_from_dict(emulator.meta["recipe"], root=config.root)
 
 
-def _score(calls: list[Any], emulator_name: str, test: Any, pred: Any, ref: Any | None,
-           variable_units: dict[str, str]) -> list[dict[str, Any]]:
+def _score(
+    calls: list[Any], emulator_name: str, test: Any, pred: Any, ref: Any | None, variable_units: dict[str, str]
+) -> list[dict[str, Any]]:
     from downscale.evaluate.metric_registry import variable_kind
 
     rows: list[dict[str, Any]] = []
-    base = {"emulator": emulator_name, "test": test.name, "title": test.label, "kind": test.kind,
-            "domain": test.domain or "", "period": test.period.describe()}
+    base = {
+        "emulator": emulator_name,
+        "test": test.name,
+        "title": test.label,
+        "kind": test.kind,
+        "domain": test.domain or "",
+        "period": test.period.describe(),
+    }
 
     def add(variable: str, method: str, call: Any, value: float, units: str) -> None:
-        rows.append({**base, "variable": variable, "method": method, "metric": call.label, "value": value,
-                     "units": units, "better": call.better, "needs": call.needs})
+        rows.append(
+            {
+                **base,
+                "variable": variable,
+                "method": method,
+                "metric": call.label,
+                "value": value,
+                "units": units,
+                "better": call.better,
+                "needs": call.needs,
+            }
+        )
 
     for call in calls:
         needs = call.needs
@@ -161,29 +179,54 @@ def _figures(pred: Any, ref: Any | None, emulator_name: str, test: Any, out_dir:
     for var, truth in pred.truth.items():
         fields = {m: pred.realisation[m][var] for m in pred.methods if var in pred.realisation[m]}
         where = f"{emulator_name} · {test.label} · {var}"
-        todo = [("bias_map", "bias of the time mean", partial(F.bias_maps, truth, fields, f"{where}: mean bias")),
-                ("psd", "radially averaged power spectra", partial(F.psd_curves, truth, fields, f"{where}: spectra")),
-                ("qq", "quantile-quantile plot up to P99.9",
-                 partial(F.qq_extremes, truth, fields, f"{where}: quantiles"))]
+        todo = [
+            ("bias_map", "bias of the time mean", partial(F.bias_maps, truth, fields, f"{where}: mean bias")),
+            ("psd", "radially averaged power spectra", partial(F.psd_curves, truth, fields, f"{where}: spectra")),
+            ("qq", "quantile-quantile plot up to P99.9", partial(F.qq_extremes, truth, fields, f"{where}: quantiles")),
+        ]
         if var in pred.ensemble and pred.matched:
-            todo.append(("rank_histogram", "rank histogram of the ensemble",
-                         partial(F.rank_histogram_plot, pred.ensemble[var], truth, f"{where}: rank histogram")))
+            todo.append(
+                (
+                    "rank_histogram",
+                    "rank histogram of the ensemble",
+                    partial(F.rank_histogram_plot, pred.ensemble[var], truth, f"{where}: rank histogram"),
+                )
+            )
         if ref is not None and var in ref.truth:
             hist = {m: ref.realisation[m][var] for m in ref.methods if var in ref.realisation[m]}
-            todo.append(("cc_signal", "climate-change signal (test period minus reference)",
-                         partial(F.cc_signal_maps, ref.truth[var], truth, hist, fields,
-                                 f"{where}: climate-change signal")))
+            todo.append(
+                (
+                    "cc_signal",
+                    "climate-change signal (test period minus reference)",
+                    partial(F.cc_signal_maps, ref.truth[var], truth, hist, fields, f"{where}: climate-change signal"),
+                )
+            )
         for kind, caption, make in todo:
             png = make()
             name = f"{_slug(emulator_name)}__{_slug(test.name)}__{var}__{kind}.png"
             write_atomic(out_dir / "figures" / name, png)
-            made.append({"emulator": emulator_name, "test": test.name, "variable": var, "kind": kind,
-                         "caption": caption, "path": f"figures/{name}"})
+            made.append(
+                {
+                    "emulator": emulator_name,
+                    "test": test.name,
+                    "variable": var,
+                    "kind": kind,
+                    "caption": caption,
+                    "path": f"figures/{name}",
+                }
+            )
     return made
 
 
-def evaluate(config: Any, out_dir: str | Path, *, progress: bool = True, console: Any = None,
-             overrides: list[str] | None = None, command: str | None = None) -> EvaluationResult:
+def evaluate(
+    config: Any,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    console: Any = None,
+    overrides: list[str] | None = None,
+    command: str | None = None,
+) -> EvaluationResult:
     """Run the evaluation a config (an :class:`~downscale.evaluate.config.EvaluateConfig` or a YAML path)
     describes and write its report to ``out_dir``.  ``command``: the command line that regenerates the
     report, printed in its header."""
@@ -211,8 +254,12 @@ def evaluate(config: Any, out_dir: str | Path, *, progress: bool = True, console
 
         tracker = Tracker(config.mlflow, experiment=config.name, run_name=out_dir.name, params=config.to_dict())
         tracker.start()
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    ]
     status = "FAILED"
     try:
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
@@ -229,8 +276,16 @@ def evaluate(config: Any, out_dir: str | Path, *, progress: bool = True, console
                 emu, baselines = emulators[spec.name]
                 resolve = config.resolve
                 try:
-                    case = load_case(emu, test.target, test.predictors, test.period, matched=test.kind == "perfect",
-                                     scenario=test.scenario, resolve=resolve, test=test.name)
+                    case = load_case(
+                        emu,
+                        test.target,
+                        test.predictors,
+                        test.period,
+                        matched=test.kind == "perfect",
+                        scenario=test.scenario,
+                        resolve=resolve,
+                        test=test.name,
+                    )
                 except DownscaleError as exc:
                     if test.emulators is not None:
                         raise
@@ -242,8 +297,16 @@ def evaluate(config: Any, out_dir: str | Path, *, progress: bool = True, console
                 ref = None
                 if test.reference is not None:
                     r = test.reference
-                    ref_case = load_case(emu, r.target, r.predictors, r.period, matched=test.kind == "perfect",
-                                         scenario=r.scenario, resolve=resolve, test=f"{test.name} (reference)")
+                    ref_case = load_case(
+                        emu,
+                        r.target,
+                        r.predictors,
+                        r.period,
+                        matched=test.kind == "perfect",
+                        scenario=r.scenario,
+                        resolve=resolve,
+                        test=f"{test.name} (reference)",
+                    )
                     ref = predict_case(emu, ref_case, baselines, members=config.members, seed=config.seed)
                 units = {v: get_spec(v).human_units for v in pred.truth}
                 bar.update(task, description=f"{step}: scoring")
@@ -254,13 +317,23 @@ def evaluate(config: Any, out_dir: str | Path, *, progress: bool = True, console
                 bar.advance(task)
         rank_rows(rows)
         seconds = time.perf_counter() - t0
-        meta = {"name": config.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "seconds": round(seconds, 1), "notes": notes, "command": command, "imperfect_note": IMPERFECT_NOTE,
-                "config": config.to_dict(),
-                "emulators": {name: {"bundle_id": e.id, "bundle": str(next(s.bundle for s in config.emulators
-                                                                            if s.name == name)),
-                                     "periods": e.meta.get("provenance", {}).get("periods", {})}
-                              for name, (e, _) in emulators.items()}}
+        meta = {
+            "name": config.name,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 1),
+            "notes": notes,
+            "command": command,
+            "imperfect_note": IMPERFECT_NOTE,
+            "config": config.to_dict(),
+            "emulators": {
+                name: {
+                    "bundle_id": e.id,
+                    "bundle": str(next(s.bundle for s in config.emulators if s.name == name)),
+                    "periods": e.meta.get("provenance", {}).get("periods", {}),
+                }
+                for name, (e, _) in emulators.items()
+            },
+        }
         files = write_report(out_dir, config, rows, figures, meta)
         _remove_stale_figures(out_dir, figures)
         if tracker is not None:

@@ -77,7 +77,13 @@ def skill_rows(
         for method, (p_est, p_real) in methods.items():
             scores = _scores(_human(p_est, name), t, _human(p_real, name), units)
             rows += [
-                {"variable": name, "method": method, "metric": k, "value": float(val), "units": _METRIC_UNITS.get(k, units)}
+                {
+                    "variable": name,
+                    "method": method,
+                    "metric": k,
+                    "value": float(val),
+                    "units": _METRIC_UNITS.get(k, units),
+                }
                 for k, val in scores.items()
             ]
     return rows

@@ -51,7 +51,9 @@ def check_model_options(name: str, kwargs: dict[str, Any]) -> type:
     return cls
 
 
-def create_model(name: str, *, in_channels: int, out_channels: int, n_forcings: int = 0, n_static: int = 0, **kwargs: Any):
+def create_model(
+    name: str, *, in_channels: int, out_channels: int, n_forcings: int = 0, n_static: int = 0, **kwargs: Any
+):
     """Build a registered model.  ``None`` values are dropped so that an unset
     recipe value never overrides a model's default."""
     kwargs = {k: v for k, v in kwargs.items() if v is not None}

@@ -232,7 +232,7 @@ class FineHead(nn.Module):
         self, z: torch.Tensor, c: torch.Tensor | None, extra: torch.Tensor | None, out_shape: tuple[int, int]
     ) -> torch.Tensor:
         out_shape = (int(out_shape[0]), int(out_shape[1]))
-        for size, block in zip(geometric_sizes(tuple(z.shape[-2:]), out_shape, len(self.ups)), self.ups):
+        for size, block in zip(geometric_sizes(tuple(z.shape[-2:]), out_shape, len(self.ups)), self.ups, strict=False):
             z = block(resize(z, size), c)
         z = resize(z, out_shape)
         if extra is not None and extra.shape[1] > 0:

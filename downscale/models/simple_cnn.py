@@ -71,7 +71,9 @@ class SimpleCNN(nn.Module):
 
         self.stem = nn.Conv2d(in_channels + n_forcings, width, 3, padding=1, padding_mode=padding_mode)
         self.coarse = CondSequential(block() for _ in range(coarse_blocks))
-        self.merge = nn.Conv2d(width + in_channels + n_static + noise_maps, width, 3, padding=1, padding_mode=padding_mode)
+        self.merge = nn.Conv2d(
+            width + in_channels + n_static + noise_maps, width, 3, padding=1, padding_mode=padding_mode
+        )
         self.fine = CondSequential(block() for _ in range(fine_blocks))
         self.head = nn.Conv2d(width, out_channels, 1)
 

@@ -125,7 +125,7 @@ class TimmUNet(nn.Module):
         if self.inject is not None:
             z = z + self.inject(c)[:, :, None, None]
         z = self.bottleneck(z, c)
-        for stage, skip in zip(self.decoder, reversed(feats[:-1])):
+        for stage, skip in zip(self.decoder, reversed(feats[:-1]), strict=False):
             z = stage(z, skip, c)
         return self.head(z, c, fine_extras(x, s, self.n_static, out_shape), out_shape)
 

@@ -48,7 +48,7 @@ class ConditionedViTBlock(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, cond_dim: int = 0, **kwargs) -> None:
-        
+
         from timm.models.vision_transformer import Block
 
         super().__init__()

@@ -120,7 +120,7 @@ class UNet(nn.Module):
         if self.inject is not None:
             z = z + self.inject(c)[:, :, None, None]
         z = self.mid(z, c)
-        for up, skip in zip(self.ups, reversed(skips[:-1])):
+        for up, skip in zip(self.ups, reversed(skips[:-1]), strict=False):
             z = up(z, skip, c)
         return self.head(z, c, fine_extras(x, s, self.n_static, out_shape), out_shape)
 

@@ -61,8 +61,9 @@ def apply_wet_day_thresholds(values: np.ndarray, thresholds: np.ndarray) -> np.n
     return values
 
 
-def fit_bundle_thresholds(emulator: Any, paired: Any, idx: np.ndarray, names: list[str], wet_mm_day: float,
-                          batch_days: int = 256) -> tuple[np.ndarray, dict[str, Any]]:
+def fit_bundle_thresholds(
+    emulator: Any, paired: Any, idx: np.ndarray, names: list[str], wet_mm_day: float, batch_days: int = 256
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Predict the training days ``idx`` with ``emulator`` (one deterministic pass, ``mode="mean"``)
     and fit the thresholds of ``names``: (array [len(names), Y, X], its bundle metadata)."""
     chans = [emulator.targets.index(n) for n in names]

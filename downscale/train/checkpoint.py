@@ -32,7 +32,14 @@ import torch
 
 from downscale.errors import DownscaleError
 
-__all__ = ["CheckpointError", "CheckpointStore", "capture_rng", "checkpoint_folder", "recipe_fingerprint", "restore_rng"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointStore",
+    "capture_rng",
+    "checkpoint_folder",
+    "recipe_fingerprint",
+    "restore_rng",
+]
 
 FORMAT = 1
 _CKPT = "checkpoint.pt"
@@ -130,7 +137,9 @@ class CheckpointStore:
 
     def save_best(self, weights: dict[str, torch.Tensor], epoch: int, score: float | None) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic_save({"fingerprint": self.fingerprint, "weights": _cpu(weights), "epoch": epoch, "score": score}, self.best_path)
+        _atomic_save(
+            {"fingerprint": self.fingerprint, "weights": _cpu(weights), "epoch": epoch, "score": score}, self.best_path
+        )
         return self.best_path
 
     def load(self) -> dict[str, Any] | None:
@@ -139,7 +148,7 @@ class CheckpointStore:
             return None
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+        except Exception as exc:
             raise CheckpointError(
                 "cannot read the training checkpoint",
                 file=self.path,

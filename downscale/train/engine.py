@@ -329,7 +329,8 @@ class Trainer:
         # kept out of the optimiser's state: a resumed run rebuilds them from the same starting weights.
         self._anchors = {
             i: [p.detach().clone() for p in group["params"]]
-            for i, group in enumerate(self.optimizer.param_groups) if group.get("anchor_decay")
+            for i, group in enumerate(self.optimizer.param_groups)
+            if group.get("anchor_decay")
         }
         lr_factor(schedule, 0, 1)  # unknown names fail here, not after the first epoch
         self.schedule, self.warmup = schedule, warmup
@@ -448,9 +449,7 @@ class Trainer:
         restored = []
         for name, p in self.model.named_parameters():
             saved = by_name.get(name)
-            if id(p) not in trained or not saved or any(
-                v.shape != p.shape for k, v in saved.items() if k != "step"
-            ):
+            if id(p) not in trained or not saved or any(v.shape != p.shape for k, v in saved.items() if k != "step"):
                 continue
             self.optimizer.state[p] = {
                 # AdamW keeps its step count on the CPU unless capturable/fused
@@ -524,7 +523,7 @@ class Trainer:
         if self.main:
             try:
                 state = self.checkpoint.load()
-            except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+            except Exception as exc:
                 error = exc
         if dist.is_distributed():
             state, message = dist.broadcast_object((state, str(error) if error else None))
@@ -578,7 +577,12 @@ class Trainer:
             if self.scaler is not None and saved.get("scaler"):
                 self.scaler.load_state_dict(saved["scaler"])
             best = saved["best"]
-            best_state, best_val, best_epoch, bad_epochs = best["state"], best["score"], best["epoch"], best["bad_epochs"]
+            best_state, best_val, best_epoch, bad_epochs = (
+                best["state"],
+                best["score"],
+                best["epoch"],
+                best["bad_epochs"],
+            )
             history = [EpochLog(**h) for h in saved["history"]]
             step_losses = list(saved["step_losses"])
             epoch0, start_step, global_step = saved["epoch"], saved["step_in_epoch"], saved["global_step"]
@@ -612,8 +616,13 @@ class Trainer:
             TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]}  {task.fields[rate]:.0f} samples/s"),
             TimeRemainingColumn(),
         )
-        with _deterministic(), Progress(*columns, console=self.console, disable=not self.progress, transient=False) as bar:
-            task = bar.add_task("training", total=total_steps, completed=global_step, loss=float("nan"), val="-", rate=0.0)
+        with (
+            _deterministic(),
+            Progress(*columns, console=self.console, disable=not self.progress, transient=False) as bar,
+        ):
+            task = bar.add_task(
+                "training", total=total_steps, completed=global_step, loss=float("nan"), val="-", rate=0.0
+            )
             epoch = epoch0
             while not stopped and epoch <= self.epochs:
                 train_loader.set_epoch(epoch)

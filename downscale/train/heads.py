@@ -211,7 +211,9 @@ class CRPSHead(Head):
 
     needs_members = True
 
-    def __init__(self, variable: str, stats: Any = None, *, fair: bool = True, alpha: float = 1.0, **params: Any) -> None:
+    def __init__(
+        self, variable: str, stats: Any = None, *, fair: bool = True, alpha: float = 1.0, **params: Any
+    ) -> None:
         super().__init__(variable, stats, **params)
         if not isinstance(fair, bool):
             raise ValueError(f"fair must be true or false, got {fair!r}")

@@ -97,7 +97,10 @@ class Criterion:
 
     def per_variable(self, out: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> dict[str, float]:
         parts = self._split(out)
-        return {t: float(h.loss(o, y[:, v], m[:, v])) for v, (t, h, o) in enumerate(zip(self.targets, self.heads, parts, strict=True))}
+        return {
+            t: float(h.loss(o, y[:, v], m[:, v]))
+            for v, (t, h, o) in enumerate(zip(self.targets, self.heads, parts, strict=True))
+        }
 
     def predict(self, out: torch.Tensor, mode: str = "mean", generator: torch.Generator | None = None) -> torch.Tensor:
         """[B, M, C, H, W] → [B, M, V, H, W] in normalised target units."""
@@ -105,7 +108,10 @@ class Criterion:
         return torch.stack([h.predict(o, mode, generator) for h, o in zip(self.heads, parts, strict=True)], dim=2)
 
     def describe(self) -> dict[str, Any]:
-        return {"heads": {t: type(h).__name__ for t, h in zip(self.targets, self.heads, strict=True)}, "members": self.members}
+        return {
+            "heads": {t: type(h).__name__ for t, h in zip(self.targets, self.heads, strict=True)},
+            "members": self.members,
+        }
 
 
 def _head_name(cls: type[Head]) -> str:
@@ -138,4 +144,4 @@ def create_criterion(
 
 
 # Further heads (asymmetric, bernoulli_gamma, crps) register themselves on import.
-from downscale.train import heads as _heads  # noqa: F401
+from downscale.train import heads as _heads  # noqa: E402, F401

@@ -37,8 +37,13 @@ def _loader(dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: 
         block = len(dataset) if dataset.arrays.in_memory else 256
         sampler = BlockShuffleSampler(len(dataset), block=max(block, 1), seed=seed) if shuffle else None
     return StepLoader(
-        dataset, batch_size, sampler=sampler, accumulate=accumulate, num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(), seed=seed,
+        dataset,
+        batch_size,
+        sampler=sampler,
+        accumulate=accumulate,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        seed=seed,
     )
 
 
@@ -129,7 +134,9 @@ def train(
         shots = select_shots(paired.time, pool, recipe.data.shots, season=periods.train.season)
         train_idx, val_idx = shots.train, shots.validation
         if len(train_idx) == 0 and plan is None:
-            raise RecipeError("data.shots selects no training day", fix="zero-shot (days: 0) needs 'downscale transfer'")
+            raise RecipeError(
+                "data.shots selects no training day", fix="zero-shot (days: 0) needs 'downscale transfer'"
+            )
     # climatology statics come from training days only: a zero-shot run has none, so it has none of them
     zero_shot = len(train_idx) == 0
     paired = paired.with_climatology([] if zero_shot else recipe.data.static_climatology, train_idx)
@@ -137,14 +144,16 @@ def train(
         plan.check_variables(paired)
     fit_idx = train_idx if len(train_idx) else pool  # zero-shot: statistics of the new predictors from the period
 
-    normaliser = Normaliser.fit(
-        paired.x.isel(time=fit_idx), paired.y.isel(time=fit_idx), paired.static
-    )
+    normaliser = Normaliser.fit(paired.x.isel(time=fit_idx), paired.y.isel(time=fit_idx), paired.static)
     if plan is not None:
         normaliser = plan.normaliser(normaliser, zero_shot=zero_shot)
     cache = recipe.resolve(recipe.data.cache) if recipe.data.cache else None
     train_set = SampleDataset(materialise(paired, normaliser, train_idx, cache=cache, name="train"))
-    val_set = SampleDataset(materialise(paired, normaliser, val_idx, cache=cache, name="validation")) if len(val_idx) else None
+    val_set = (
+        SampleDataset(materialise(paired, normaliser, val_idx, cache=cache, name="validation"))
+        if len(val_idx)
+        else None
+    )
     primary_set, sources = train_set, None
     if recipe.transfer is not None and recipe.transfer.sources and len(train_set):
         from downscale.transfer.sources import mix_sources
@@ -170,7 +179,9 @@ def train(
     # resumes from <out_dir>.ckpt/ when a run of this recipe was interrupted; DDP under torchrun
     from downscale.train.tracking import Tracker, write_history
 
-    tracker = Tracker(cfg.mlflow, experiment=recipe.name, run_name=out_dir.name, params=recipe.to_dict(), enabled=dist.is_main())
+    tracker = Tracker(
+        cfg.mlflow, experiment=recipe.name, run_name=out_dir.name, params=recipe.to_dict(), enabled=dist.is_main()
+    )
     param_groups = None
     if plan is not None:
         param_groups = plan.prepare(model, paired, loss, model_type=recipe.model.type, model_kwargs=model_kwargs)
@@ -196,7 +207,7 @@ def train(
     )
     if plan is not None:  # loading: resume takes the parent's optimiser state when its bundle has it
         plan.restore_optimizer(trainer)
-    loader = dict(seed=cfg.seed, num_workers=cfg.num_workers, accumulate=cfg.accumulate)
+    loader = {"seed": cfg.seed, "num_workers": cfg.num_workers, "accumulate": cfg.accumulate}
     if len(train_set):
         fit = trainer.fit(
             _loader(train_set, cfg.batch_size, shuffle=True, **loader),
@@ -220,7 +231,8 @@ def train(
     provenance = {
         "files": paired.files,
         "periods": {
-            "train": periods.train.describe() + (f" minus {periods.validation.describe()}" if periods.validation else "")
+            "train": periods.train.describe()
+            + (f" minus {periods.validation.describe()}" if periods.validation else "")
             + (f", {shots.record['size']} of it (k-shot, seed {shots.record['seed']})" if shots is not None else ""),
             **({"validation": periods.validation.describe()} if periods.validation else {}),
             **({"test": periods.test.describe()} if periods.test else {}),
@@ -257,7 +269,11 @@ def train(
         "loss": loss.describe(),
         "recipe": recipe.to_dict(),
         "provenance": provenance,
-        **({"lineage": {**plan.lineage, "shots": shots.record if shots is not None else None}} if plan is not None else {}),
+        **(
+            {"lineage": {**plan.lineage, "shots": shots.record if shots is not None else None}}
+            if plan is not None
+            else {}
+        ),
         "training": {
             "best_epoch": fit.best_epoch,
             "best_val_loss": fit.best_val_loss,
@@ -276,7 +292,9 @@ def train(
     if cfg.wet_day_adaptation and len(seen):  # per-cell thresholds fitted on those days (never on zero-shot)
         from downscale.train.calibration import fit_bundle_thresholds
 
-        thr, wet_meta = fit_bundle_thresholds(Emulator(bundle), paired, seen, cfg.wet_day_adaptation, cfg.wet_day_threshold)
+        thr, wet_meta = fit_bundle_thresholds(
+            Emulator(bundle), paired, seen, cfg.wet_day_adaptation, cfg.wet_day_threshold
+        )
         arrays["wet_day_threshold"] = thr
         meta["postprocess"] = {"wet_day_adaptation": wet_meta}
         bundle = Bundle(meta=meta, weights=fit.best_state, arrays=arrays)
@@ -284,7 +302,9 @@ def train(
     if cfg.save_optimizer and len(train_set):  # the optimiser's state after the last epoch, for loading: resume
         bundle.optimizer = trainer.optimizer_state_by_name()
         meta["training"]["optimizer_state"] = {
-            "optimizer": type(trainer.optimizer).__name__, "after_epoch": len(fit.history), "tensors": len(bundle.optimizer),
+            "optimizer": type(trainer.optimizer).__name__,
+            "after_epoch": len(fit.history),
+            "tensors": len(bundle.optimizer),
         }
 
     scores: list[dict[str, Any]] = []

@@ -65,12 +65,14 @@ def probe_layout(
             if name not in seen_in and args and isinstance(args[0], torch.Tensor):
                 t = args[0].detach()
                 seen_in[name] = t.movedim(_channel_dim(module), 1) if t.ndim >= 2 else t
+
         return hook
 
     def post(name: str):
         def hook(module, args, out):
             if isinstance(out, torch.Tensor) and out.ndim >= 2:
                 order.append((name, out.detach().movedim(_channel_dim(module), 1)))
+
         return hook
 
     hooks = [m.register_forward_pre_hook(pre(n)) for n, m in leaves.items()]
@@ -107,9 +109,11 @@ def probe_layout(
         if inp.ndim < 2:
             continue
         reduce = [d for d in range(inp.ndim) if d != 1]
-        changed = torch.stack([
-            ((out[name] - inp).abs().amax(dim=reduce) > 0) for _, out in perturbed if name in out
-        ]) if perturbed else torch.zeros(0, inp.shape[1], dtype=torch.bool)
+        changed = (
+            torch.stack([((out[name] - inp).abs().amax(dim=reduce) > 0) for _, out in perturbed if name in out])
+            if perturbed
+            else torch.zeros(0, inp.shape[1], dtype=torch.bool)
+        )
         # a channel that is constant in the unperturbed pass (e.g. a ReLU unit that is off everywhere)
         # carries no variable, even if one perturbation happens to switch it on
         varies = inp.transpose(0, 1).reshape(inp.shape[1], -1).std(dim=1) > 0

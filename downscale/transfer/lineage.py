@@ -42,7 +42,9 @@ def describe_lineage(lineage: dict[str, Any]) -> list[str]:
         lines.append(f"  anchor:   trained weights decay towards the parent's (L2-SP, strength {lineage['anchor']:g})")
     norm = lineage.get("normaliser")
     if norm:
-        lines.append(f"  normaliser: inherited {_short(norm.get('inherited', []))}; fitted {_short(norm.get('fitted', []))}")
+        lines.append(
+            f"  normaliser: inherited {_short(norm.get('inherited', []))}; fitted {_short(norm.get('fitted', []))}"
+        )
     shots = lineage.get("shots")
     if shots:
         days = shots.get("train_days", [])

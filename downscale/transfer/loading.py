@@ -51,12 +51,18 @@ def _shape(t: torch.Tensor) -> str:
     return "[" + ", ".join(str(s) for s in t.shape) + "]"
 
 
-def _strict(new: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], report: LoadReport, fix: str) -> dict[str, torch.Tensor]:
+def _strict(
+    new: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], report: LoadReport, fix: str
+) -> dict[str, torch.Tensor]:
     bad = [k for k in new if k in parent and parent[k].shape != new[k].shape]
     extra = [k for k in parent if k not in new]
     if bad or extra:
         key = (bad or extra)[0]
-        found = f"{_shape(parent[key])} in the bundle, {_shape(new[key])} in the new model" if bad else "not in the new model"
+        found = (
+            f"{_shape(parent[key])} in the bundle, {_shape(new[key])} in the new model"
+            if bad
+            else "not in the new model"
+        )
         raise BundleError(
             f"{report.strategy} loading: {len(bad)} tensor(s) differ in shape and {len(extra)} are not in the new model; "
             f"first: '{key}'",
@@ -74,16 +80,24 @@ def _strict(new: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], repor
 
 
 @LOADING.register("weights_only")
-def weights_only(new: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], report: LoadReport) -> dict[str, torch.Tensor]:
+def weights_only(
+    new: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], report: LoadReport
+) -> dict[str, torch.Tensor]:
     return _strict(
-        new, parent, report,
+        new,
+        parent,
+        report,
         "use transfer.loading: shape_filtered, or transfer.adapt_input: true when the variables changed",
     )
 
 
 @LOADING.register("resume")
-def resume(new: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], report: LoadReport) -> dict[str, torch.Tensor]:
-    out = _strict(new, parent, report, "resume needs the bundle's model and variables; use weights_only or shape_filtered")
+def resume(
+    new: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], report: LoadReport
+) -> dict[str, torch.Tensor]:
+    out = _strict(
+        new, parent, report, "resume needs the bundle's model and variables; use weights_only or shape_filtered"
+    )
     if report.initialised:
         raise BundleError(
             f"resume loading: the bundle lacks {len(report.initialised)} tensor(s) of the new model, first "
@@ -94,7 +108,9 @@ def resume(new: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], report
 
 
 @LOADING.register("shape_filtered")
-def shape_filtered(new: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], report: LoadReport) -> dict[str, torch.Tensor]:
+def shape_filtered(
+    new: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], report: LoadReport
+) -> dict[str, torch.Tensor]:
     out = dict(new)
     for k, v in new.items():
         if k not in parent:

@@ -27,8 +27,14 @@ class LoRA(nn.Module):
         self.scale = float(alpha) / rank
         if isinstance(base, nn.Conv2d):
             self.down = nn.Conv2d(
-                base.in_channels, rank, base.kernel_size, base.stride, base.padding, base.dilation,
-                bias=False, padding_mode=base.padding_mode,
+                base.in_channels,
+                rank,
+                base.kernel_size,
+                base.stride,
+                base.padding,
+                base.dilation,
+                bias=False,
+                padding_mode=base.padding_mode,
             )
             self.up = nn.Conv2d(rank, base.out_channels, 1, bias=False)
         else:
@@ -56,10 +62,7 @@ def _eligible(module: nn.Module) -> bool:
 def add_lora(model: nn.Module, names: list[str], rank: int, alpha: float) -> list[str]:
     """Wrap the eligible layers at or under the module ``names``; returns the wrapped layer names."""
     prefixes = tuple(n + "." for n in names)
-    targets = [
-        n for n, m in model.named_modules()
-        if n and _eligible(m) and (n in names or n.startswith(prefixes))
-    ]
+    targets = [n for n, m in model.named_modules() if n and _eligible(m) and (n in names or n.startswith(prefixes))]
     for name in targets:
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

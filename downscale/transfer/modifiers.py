@@ -55,7 +55,10 @@ def freeze(model: torch.nn.Module, patterns: list[str]) -> list[str]:
 
 
 def param_groups(
-    model: torch.nn.Module, lr_scale: dict[str, float], *, anchor: float = 0.0,
+    model: torch.nn.Module,
+    lr_scale: dict[str, float],
+    *,
+    anchor: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Optimiser parameter groups: each trainable parameter takes the factor of the first pattern
     of ``lr_scale`` that matches its module (1 otherwise).  Frozen parameters are left out.
@@ -80,5 +83,7 @@ def param_groups(
         factor = owner.get(name, 1.0)
         groups.setdefault(factor, []).append(p)
         counts[factor] = counts.get(factor, 0) + p.numel()
-    out = [{"params": ps, "lr_scale": f, **({"anchor_decay": float(anchor)} if anchor else {})} for f, ps in groups.items()]
+    out = [
+        {"params": ps, "lr_scale": f, **({"anchor_decay": float(anchor)} if anchor else {})} for f, ps in groups.items()
+    ]
     return out, {str(f): n for f, n in counts.items()}

@@ -23,7 +23,7 @@ def _grid_text(meta: dict[str, Any]) -> str | None:
         from downscale.data.grids import Grid
 
         return Grid.from_dict(meta["grids"]["fine"]).describe()
-    except Exception:  # noqa: BLE001 - a description only
+    except Exception:
         return None
 
 
@@ -71,7 +71,11 @@ class TransferPlan:
         want_f = list(self.meta.get("forcing_names", []))
         have_p, have_s, have_f = paired.predictors, paired.static_names, list(paired.forcing_names)
         if self.cfg.loading == "resume" or not self.cfg.adapt_input:
-            for kind, want, have in (("predictors", want_p, have_p), ("static fields", want_s, have_s), ("forcings", want_f, have_f)):
+            for kind, want, have in (
+                ("predictors", want_p, have_p),
+                ("static fields", want_s, have_s),
+                ("forcings", want_f, have_f),
+            ):
                 if want == have:
                     continue
                 missing = [v for v in want if v not in have]
@@ -93,8 +97,10 @@ class TransferPlan:
                 )
         if self.cfg.loading == "resume" and _names(self.meta["targets"]) != paired.targets:
             raise DataError(
-                "resume needs the bundle's targets", found=", ".join(paired.targets),
-                expected=", ".join(_names(self.meta["targets"])), fix="use transfer.loading: shape_filtered",
+                "resume needs the bundle's targets",
+                found=", ".join(paired.targets),
+                expected=", ".join(_names(self.meta["targets"])),
+                fix="use transfer.loading: shape_filtered",
             )
 
     # ------------------------------------------------------------------ normaliser
@@ -140,8 +146,12 @@ class TransferPlan:
 
         m = self.meta["model"]
         return create_model(
-            m["type"], in_channels=len(self.meta["predictors"]), out_channels=int(m["out_channels"]),
-            n_forcings=int(m["n_forcings"]), n_static=len(self.meta.get("static", [])), **m.get("kwargs", {}),
+            m["type"],
+            in_channels=len(self.meta["predictors"]),
+            out_channels=int(m["out_channels"]),
+            n_forcings=int(m["n_forcings"]),
+            n_static=len(self.meta.get("static", [])),
+            **m.get("kwargs", {}),
         )
 
     def restore_optimizer(self, trainer: Any) -> None:
@@ -157,7 +167,9 @@ class TransferPlan:
         trained = sum(1 for group in trainer.optimizer.param_groups for _ in group["params"])
         self.lineage["optimizer_state"] = f"restored from the bundle for {len(restored)} of {trained} trained tensors"
 
-    def prepare(self, model: Any, paired: Any, loss: Any, *, model_type: str, model_kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    def prepare(
+        self, model: Any, paired: Any, loss: Any, *, model_type: str, model_kwargs: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """Load the parent's weights into ``model`` and apply the modifiers; returns optimiser param groups."""
         from downscale.transfer.adapt import probe_layout, remap_state
         from downscale.transfer.loading import load_weights
@@ -165,7 +177,9 @@ class TransferPlan:
 
         cfg, meta = self.cfg, self.meta
         pm = meta["model"]
-        if cfg.loading != "shape_filtered" and (pm["type"] != model_type or dict(pm.get("kwargs", {})) != dict(model_kwargs)):
+        if cfg.loading != "shape_filtered" and (
+            pm["type"] != model_type or dict(pm.get("kwargs", {})) != dict(model_kwargs)
+        ):
             raise BundleError(
                 f"{cfg.loading} loading needs the bundle's model",
                 found=f"{model_type} {model_kwargs}",
@@ -179,7 +193,8 @@ class TransferPlan:
         if targets_changed and cfg.reset_head == "never":
             raise DataError(
                 "the targets or their heads changed but transfer.reset_head is 'never'",
-                found=", ".join(new_out), expected=", ".join(old_out),
+                found=", ".join(new_out),
+                expected=", ".join(old_out),
                 fix="set transfer.reset_head: auto (keeps the rows of the shared targets) or always",
             )
         adapted, notes, dropped = {}, {}, {}
@@ -187,17 +202,30 @@ class TransferPlan:
         if cfg.adapt_input or (targets_changed and cfg.reset_head == "auto") or cfg.reset_head == "always":
             shapes = {"coarse": tuple(paired.x.shape[-2:]), "fine": tuple(paired.y.shape[-2:])}
             old = probe_layout(
-                self._parent_model(), predictors=_names(meta["predictors"]), static=_names(meta.get("static", [])),
-                forcings=list(meta.get("forcing_names", [])), out_labels=old_out, **shapes,
+                self._parent_model(),
+                predictors=_names(meta["predictors"]),
+                static=_names(meta.get("static", [])),
+                forcings=list(meta.get("forcing_names", [])),
+                out_labels=old_out,
+                **shapes,
             )
             new = probe_layout(
-                model, predictors=paired.predictors, static=paired.static_names,
-                forcings=list(paired.forcing_names), out_labels=new_out, **shapes,
+                model,
+                predictors=paired.predictors,
+                static=paired.static_names,
+                forcings=list(paired.forcing_names),
+                out_labels=new_out,
+                **shapes,
             )
             layouts = (old, new)
             adapted, notes = remap_state(
-                self.parent.weights, model, new, old,
-                inputs=cfg.adapt_input, outputs=cfg.reset_head == "auto", init=cfg.new_channel_init,
+                self.parent.weights,
+                model,
+                new,
+                old,
+                inputs=cfg.adapt_input,
+                outputs=cfg.reset_head == "auto",
+                init=cfg.new_channel_init,
             )
             if cfg.reset_head == "always" and new.output_module:
                 prefix = new.output_module + "."
@@ -209,22 +237,30 @@ class TransferPlan:
             from downscale.transfer.lora import add_lora
             from downscale.transfer.modifiers import match_modules
 
-            names = [n for pattern in cfg.lora.modules for n in match_modules(model, pattern, key="transfer.lora.modules")]
+            names = [
+                n for pattern in cfg.lora.modules for n in match_modules(model, pattern, key="transfer.lora.modules")
+            ]
             lora = add_lora(model, names, cfg.lora.rank, cfg.lora.alpha)
         frozen = freeze(model, list(cfg.freeze))
         groups, scales = param_groups(model, dict(cfg.lr_scale), anchor=cfg.anchor)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        self.lineage.update({
-            "loading": report.to_dict(),
-            "adapt_input": cfg.adapt_input,
-            "reset_head": cfg.reset_head,
-            "output_layer": layouts[1].output_module if layouts else None,
-            "targets_changed": targets_changed,
-            "frozen": frozen,
-            **({"lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "layers": lora, "merged": True}} if lora else {}),
-            "lr_scale": dict(cfg.lr_scale),
-            "parameters_per_lr_scale": scales,
-            **({"anchor": cfg.anchor} if cfg.anchor else {}),
-            "trainable_parameters": int(trainable),
-        })
+        self.lineage.update(
+            {
+                "loading": report.to_dict(),
+                "adapt_input": cfg.adapt_input,
+                "reset_head": cfg.reset_head,
+                "output_layer": layouts[1].output_module if layouts else None,
+                "targets_changed": targets_changed,
+                "frozen": frozen,
+                **(
+                    {"lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "layers": lora, "merged": True}}
+                    if lora
+                    else {}
+                ),
+                "lr_scale": dict(cfg.lr_scale),
+                "parameters_per_lr_scale": scales,
+                **({"anchor": cfg.anchor} if cfg.anchor else {}),
+                "trainable_parameters": int(trainable),
+            }
+        )
         return groups

@@ -19,8 +19,20 @@ from downscale.errors import DataError
 
 __all__ = ["ShotSelection", "select_shots"]
 
-_SEASON_OF_MONTH = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM",
-                    6: "JJA", 7: "JJA", 8: "JJA", 9: "SON", 10: "SON", 11: "SON"}
+_SEASON_OF_MONTH = {
+    12: "DJF",
+    1: "DJF",
+    2: "DJF",
+    3: "MAM",
+    4: "MAM",
+    5: "MAM",
+    6: "JJA",
+    7: "JJA",
+    8: "JJA",
+    9: "SON",
+    10: "SON",
+    11: "SON",
+}
 
 
 @dataclass
@@ -54,7 +66,9 @@ def _allocate(sizes: np.ndarray, k: int) -> np.ndarray:
 def _stratified(rng: np.random.Generator, pool: np.ndarray, strata: np.ndarray, k: int) -> np.ndarray:
     labels = np.unique(strata)
     sizes = np.array([(strata == s).sum() for s in labels])
-    picks = [rng.choice(pool[strata == s], size=n, replace=False) for s, n in zip(labels, _allocate(sizes, k), strict=True)]
+    picks = [
+        rng.choice(pool[strata == s], size=n, replace=False) for s, n in zip(labels, _allocate(sizes, k), strict=True)
+    ]
     return np.sort(np.concatenate(picks)) if picks else np.array([], int)
 
 

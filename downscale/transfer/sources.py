@@ -56,7 +56,9 @@ class MixedDataset:
         return self.parts[k].dataset.__getitems__([j for _, j in located])
 
     def make_sampler(self, batch_size: int, seed: int) -> SourceBatchSampler:
-        return SourceBatchSampler([len(p.dataset) for p in self.parts], [p.weight for p in self.parts], batch_size, seed)
+        return SourceBatchSampler(
+            [len(p.dataset) for p in self.parts], [p.weight for p in self.parts], batch_size, seed
+        )
 
 
 class SourceBatchSampler:
@@ -97,7 +99,9 @@ class SourceBatchSampler:
             yield from batches[b]
 
 
-def _arrange(paired: Any, predictors: list[str], targets: list[str], static: list[str], forcings: list[str], name: str) -> Any:
+def _arrange(
+    paired: Any, predictors: list[str], targets: list[str], static: list[str], forcings: list[str], name: str
+) -> Any:
     """The source's paired data with the main recipe's channels, by name."""
     import dataclasses
 
@@ -112,8 +116,10 @@ def _arrange(paired: Any, predictors: list[str], targets: list[str], static: lis
         )
     if list(paired.forcing_names) != list(forcings):
         raise DataError(
-            f"source '{name}' has other forcings", found=", ".join(paired.forcing_names),
-            expected=", ".join(forcings), fix="use the same data.forcings in every source",
+            f"source '{name}' has other forcings",
+            found=", ".join(paired.forcing_names),
+            expected=", ".join(forcings),
+            fix="use the same data.forcings in every source",
         )
     x = paired.x.sel(channel=predictors)
     y = paired.y.reindex(channel=targets)  # a missing target is NaN: masked out of the loss
@@ -130,7 +136,9 @@ def _arrange(paired: Any, predictors: list[str], targets: list[str], static: lis
     return dataclasses.replace(paired, x=x, y=y, static=s)
 
 
-def mix_sources(recipe: Any, paired: Any, train_set: Any, *, seed: int = 0) -> tuple[MixedDataset, list[dict[str, Any]]]:
+def mix_sources(
+    recipe: Any, paired: Any, train_set: Any, *, seed: int = 0
+) -> tuple[MixedDataset, list[dict[str, Any]]]:
     """The training set of ``recipe`` mixed with those of its ``transfer.sources``; and a record of them."""
     from downscale.data.dataset import SampleDataset, materialise
     from downscale.data.normalise import Normaliser, Stats
@@ -155,10 +163,12 @@ def mix_sources(recipe: Any, paired: Any, train_set: Any, *, seed: int = 0) -> t
         if not have_t:
             raise DataError(
                 f"source '{src.name}' has none of the targets {', '.join(paired.targets)}",
-                found=", ".join(raw.targets), fix="mix sources that share at least one target",
+                found=", ".join(raw.targets),
+                fix="mix sources that share at least one target",
             )
         own = Normaliser.fit(
-            sp.x.isel(time=idx), raw.y.sel(channel=have_t).isel(time=idx),
+            sp.x.isel(time=idx),
+            raw.y.sel(channel=have_t).isel(time=idx),
             raw.static.sel(channel=have_s) if have_s else None,
         )
         # a target or static field the source lacks is all NaN: any statistics do (masked / zero)
@@ -168,8 +178,16 @@ def mix_sources(recipe: Any, paired: Any, train_set: Any, *, seed: int = 0) -> t
             own.static.setdefault(n, Stats(0.0, 1.0))
         data = SampleDataset(materialise(sp, own, idx, name=f"source-{src.name}"))
         parts.append(_Part(src.name, data, spec.weight))
-        record.append({
-            "name": src.name, "recipe": spec.recipe, "set": list(spec.set), "weight": spec.weight, "samples": len(idx),
-            "framework": src.framework, "fine_grid": sp.fine_grid.describe(), "normaliser": own.to_dict(),
-        })
+        record.append(
+            {
+                "name": src.name,
+                "recipe": spec.recipe,
+                "set": list(spec.set),
+                "weight": spec.weight,
+                "samples": len(idx),
+                "framework": src.framework,
+                "fine_grid": sp.fine_grid.describe(),
+                "normaliser": own.to_dict(),
+            }
+        )
     return MixedDataset(parts), record

@@ -48,12 +48,17 @@ def create_regridder(source: Grid, target: Grid, method: str, backend: str = "au
     if backend != "auto":
         cls = BACKENDS.get(backend)
         if not cls.available():
-            raise RegridError(f"the '{backend}' regrid backend is not installed (asked for {what})",
-                              fix=XESMF_FIX if backend == "xesmf" else f"install the '{backend}' backend")
+            raise RegridError(
+                f"the '{backend}' regrid backend is not installed (asked for {what})",
+                fix=XESMF_FIX if backend == "xesmf" else f"install the '{backend}' backend",
+            )
         if not cls.supports(source, target, method):
             others = [m for m in known_methods() if cls.supports(source, target, m)]
-            raise RegridError(f"the '{backend}' regrid backend cannot do {what}", expected=", ".join(others),
-                              fix="use backend='auto' or one of the expected methods")
+            raise RegridError(
+                f"the '{backend}' regrid backend cannot do {what}",
+                expected=", ".join(others),
+                fix="use backend='auto' or one of the expected methods",
+            )
         return cls(source, target, method)
     installed = []
     for name in ("native", "xesmf", *[b for b in BACKENDS if b not in ("native", "xesmf")]):
@@ -68,6 +73,9 @@ def create_regridder(source: Grid, target: Grid, method: str, backend: str = "au
     raise RegridError(
         f"{what} is not supported by the installed regrid backends ({', '.join(installed)})",
         expected=f"one of {', '.join(can)}" if can else None,
-        fix=("choose another method" if xesmf_ok else
-             f"{XESMF_FIX} for '{method}' onto {target.kind} grids, or choose another method"),
+        fix=(
+            "choose another method"
+            if xesmf_ok
+            else f"{XESMF_FIX} for '{method}' onto {target.kind} grids, or choose another method"
+        ),
     )

@@ -63,14 +63,22 @@ def apply_horizontal(
     """
     ydim, xdim = source.dims
     if ydim not in da.dims or xdim not in da.dims:
-        raise GridMismatchError("data is not on the regridder's source grid", variable=str(da.name),
-                                found=f"dims {da.dims}", expected=f"dims (..., {ydim}, {xdim})",
-                                fix="create the regridder from this data's grid (Grid.from_dataset)")
+        raise GridMismatchError(
+            "data is not on the regridder's source grid",
+            variable=str(da.name),
+            found=f"dims {da.dims}",
+            expected=f"dims (..., {ydim}, {xdim})",
+            fix="create the regridder from this data's grid (Grid.from_dataset)",
+        )
     da = da.transpose(..., ydim, xdim)
     if (da.sizes[ydim], da.sizes[xdim]) != source.shape:
-        raise GridMismatchError("data does not have the source grid's shape", variable=str(da.name),
-                                found=(da.sizes[ydim], da.sizes[xdim]), expected=source.shape,
-                                fix="create the regridder from this data's grid (Grid.from_dataset)")
+        raise GridMismatchError(
+            "data does not have the source grid's shape",
+            variable=str(da.name),
+            found=(da.sizes[ydim], da.sizes[xdim]),
+            expected=source.shape,
+            fix="create the regridder from this data's grid (Grid.from_dataset)",
+        )
     drop = [str(c) for c, v in da.coords.items() if {ydim, xdim} & set(v.dims) or c == source.mapping_name]
     da = da.drop_vars(drop).rename({ydim: _SRC_DIMS[0], xdim: _SRC_DIMS[1]})
     if da.chunks is not None:
@@ -82,15 +90,20 @@ def apply_horizontal(
 
     clash = [d for d in target.dims if d in da.dims]
     if clash:
-        raise GridMismatchError("a leading dimension has the name of a target grid dimension",
-                                variable=str(da.name), found=clash, fix="rename that dimension first")
+        raise GridMismatchError(
+            "a leading dimension has the name of a target grid dimension",
+            variable=str(da.name),
+            found=clash,
+            fix="rename that dimension first",
+        )
     out = xr.apply_ufunc(
-        block, da,
+        block,
+        da,
         input_core_dims=[list(_SRC_DIMS)],
         output_core_dims=[list(target.dims)],
         dask="parallelized",
         output_dtypes=[dtype],
-        dask_gufunc_kwargs={"output_sizes": dict(zip(target.dims, target.shape))},
+        dask_gufunc_kwargs={"output_sizes": dict(zip(target.dims, target.shape, strict=False))},
         keep_attrs=True,
     )
     out = out.assign_coords(target.coords_dataset().coords)

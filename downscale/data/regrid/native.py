@@ -41,8 +41,11 @@ def _same_native_axes(a: Grid, b: Grid) -> bool:
 
 def _pole(g: Grid) -> dict:
     m = g.mapping or {}
-    return {"pole_lat": m["grid_north_pole_latitude"], "pole_lon": m["grid_north_pole_longitude"],
-            "north_pole_grid_longitude": m.get("north_pole_grid_longitude", 0.0)}
+    return {
+        "pole_lat": m["grid_north_pole_latitude"],
+        "pole_lon": m["grid_north_pole_longitude"],
+        "north_pole_grid_longitude": m.get("north_pole_grid_longitude", 0.0),
+    }
 
 
 @BACKENDS.register("native")
@@ -68,11 +71,14 @@ class NativeRegridder:
 
     def __init__(self, source: Grid, target: Grid, method: str) -> None:
         if not self.supports(source, target, method):
-            raise RegridError(f"the native backend cannot do '{method}' from a {source.kind} grid onto a "
-                              f"{target.kind} grid", fix="use backend='auto' or another method")
+            raise RegridError(
+                f"the native backend cannot do '{method}' from a {source.kind} grid onto a {target.kind} grid",
+                fix="use backend='auto' or another method",
+            )
         self.source, self.target, self.method = source, target, method
-        build = {"bilinear": _bilinear, "conservative": _conservative, "area_mean": _area_mean,
-                 "nearest": _nearest}[method]
+        build = {"bilinear": _bilinear, "conservative": _conservative, "area_mean": _area_mean, "nearest": _nearest}[
+            method
+        ]
         w = build(source, target).tocsr()
         w.eliminate_zeros()
         self.weights: sparse.csr_matrix = w
@@ -80,8 +86,10 @@ class NativeRegridder:
         self._renormalise = method in ("conservative", "area_mean")
 
     def __repr__(self) -> str:
-        return (f"NativeRegridder({self.method}: {self.source.describe()} -> {self.target.describe()}, "
-                f"{self.weights.nnz} weights)")
+        return (
+            f"NativeRegridder({self.method}: {self.source.describe()} -> {self.target.describe()}, "
+            f"{self.weights.nnz} weights)"
+        )
 
     def __call__(self, da: xr.DataArray) -> xr.DataArray:
         """Regrid ``da`` (..., source ydim, source xdim); lazy for dask input."""

@@ -30,9 +30,10 @@ _XE_METHODS = {"bilinear": "bilinear", "conservative": "conservative", "nearest"
 def _import_xesmf() -> Any:
     try:
         import xesmf
-    except Exception as exc:  # noqa: BLE001 - ImportError, or esmpy failing to load its library
-        raise RegridError(f"the xesmf regrid backend is not available ({type(exc).__name__}: {exc})",
-                          fix=XESMF_FIX) from None
+    except Exception as exc:
+        raise RegridError(
+            f"the xesmf regrid backend is not available ({type(exc).__name__}: {exc})", fix=XESMF_FIX
+        ) from None
     return xesmf
 
 
@@ -85,8 +86,11 @@ class XesmfRegridder:
     def __init__(self, source: Grid, target: Grid, method: str) -> None:
         xesmf = _import_xesmf()
         if method not in _XE_METHODS:
-            raise RegridError(f"the xesmf backend has no method '{method}'", expected=", ".join(_XE_METHODS),
-                              fix="use backend='native' for area_mean")
+            raise RegridError(
+                f"the xesmf backend has no method '{method}'",
+                expected=", ".join(_XE_METHODS),
+                fix="use backend='native' for area_mean",
+            )
         self.source, self.target, self.method = source, target, method
         conservative = method == "conservative"
         self._regridder = xesmf.Regridder(
