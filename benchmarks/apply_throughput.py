@@ -156,8 +156,8 @@ def build_bundle(path: Path, *, width: int, coarse_blocks: int, fine_blocks: int
     from downscale.data.grids import Grid
     from downscale.data.normalise import Normaliser, Stats
     from downscale.models import create_model
+    from downscale.models.losses import create_criterion
     from downscale.recipe import recipe_from_dict
-    from downscale.train.losses import create_criterion
     from downscale.train.run import _variable_meta
 
     predictors = [f"{v}{lev}" for v in VARIABLES for lev in LEVELS]

@@ -244,8 +244,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from downscale.data.dataset import SampleDataset
     from downscale.models import create_model
+    from downscale.models.losses import create_criterion
     from downscale.train.engine import seed_everything, select_device
-    from downscale.train.losses import create_criterion
 
     if args.threads:
         torch.set_num_threads(args.threads)

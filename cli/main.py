@@ -220,7 +220,7 @@ def models_() -> None:
 @app.command()
 def describe(bundle: Annotated[Path, typer.Argument(help="Emulator bundle folder.")]) -> None:
     """Describe an emulator bundle: variables, units, grids, periods, lineage."""
-    from downscale.api import load
+    from downscale.emulator import load
 
     emu = _run(lambda: load(bundle))
     out.print(emu.describe(), highlight=False, markup=False, soft_wrap=True)  # "[kg m-2 s-1]" is not markup

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 from downscale._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from downscale.api import Emulator, load
+    from downscale.emulator import Emulator, load
     from downscale.recipe import Recipe, load_recipe
     from downscale.train.run import train
 
 __all__ = ["Emulator", "Recipe", "__version__", "load", "load_recipe", "train"]
 
 _LAZY = {
-    "Emulator": "downscale.api",
-    "load": "downscale.api",
+    "Emulator": "downscale.emulator",
+    "load": "downscale.emulator",
     "Recipe": "downscale.recipe",
     "load_recipe": "downscale.recipe",
     "train": "downscale.train.run",

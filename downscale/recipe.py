@@ -278,7 +278,7 @@ class Recipe(RootedConfig):
                     f"train.wet_day_adaptation lists {name}, which is not a target "
                     f"(targets: {', '.join(self.data.targets)})"
                 )
-            if get_spec(name).units != "kg m-2 s-1":
+            if get_spec(name).kind != "precipitation":
                 raise ValueError(f"train.wet_day_adaptation applies to precipitation only, not {name}")
         return self
 

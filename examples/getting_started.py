@@ -26,7 +26,7 @@ from downscale.data.calendar import Period, select_period
 from downscale.data.grids import Grid
 from downscale.data.io import open_dataset, open_variable
 from downscale.data.regrid import create_regridder
-from downscale.evaluate.metrics import rmse
+from downscale.skill.metrics import rmse
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "data" / "iberia"

@@ -22,9 +22,10 @@ from typer.testing import CliRunner
 
 import downscale
 from downscale.apply import downscale_files
-from downscale.apply.inputs import check_covers, parse_drs, subset_region
+from downscale.apply.inputs import parse_drs
 from downscale.cli.main import app
 from downscale.data.grids import Grid
+from downscale.data.region import check_covers, subset_region
 from downscale.errors import DataError, GridMismatchError
 
 ROOT = Path(__file__).resolve().parents[1]

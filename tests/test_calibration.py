@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from downscale.train.calibration import (
-    MM_DAY,
-    apply_wet_day_thresholds,
-    fit_wet_day_thresholds,
-)
+from downscale.data.units import MM_DAY
+from downscale.emulator.postprocess import apply_wet_day_thresholds
+from downscale.train.calibration import fit_wet_day_thresholds
 
 
 def _drizzle(seed: int = 0, days: int = 400):
@@ -78,8 +76,8 @@ def test_wet_day_adaptation_of_a_non_precipitation_target_is_refused(root):
 
 def test_bundle_stores_and_applies_the_thresholds(tmp_path, root):
     """Through the real data: the bundle keeps the thresholds; predict applies them."""
-    from downscale.api import load
     from downscale.bundle import load_bundle
+    from downscale.emulator import load
     from downscale.recipe import load_recipe
     from downscale.train.run import train
 

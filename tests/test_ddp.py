@@ -32,7 +32,7 @@ from downscale.data.dataset import BlockShuffleSampler, SampleArrays, SampleData
 from downscale.models import create_model
 from downscale.train import distributed as dist
 from downscale.train.engine import StepLoader, Trainer, seed_everything
-from downscale.train.losses import create_criterion
+from downscale.models.losses import create_criterion
 
 CONFIGS = {
     "plain": dict(batch=16, accumulate=1),

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from downscale.errors import DownscaleError
+from downscale.tracking import Tracker, TrackingError, write_history
 from downscale.train.checkpoint import CheckpointError, CheckpointStore
 from downscale.train.engine import StepLoader, Trainer, lr_factor, seed_everything
-from downscale.train.tracking import Tracker, TrackingError, write_history
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ from downscale.data.dataset import BlockShuffleSampler, SampleArrays, SampleData
 from downscale.models import create_model
 from downscale.train.checkpoint import CheckpointStore
 from downscale.train.engine import StepLoader, Trainer, seed_everything
-from downscale.train.losses import create_criterion
+from downscale.models.losses import create_criterion
 
 
 def dataset(n, seed):
@@ -170,7 +170,7 @@ def _trainer(model, loss, **kw):
 def test_accumulation_equals_the_full_batch(script, threads):
     from downscale.data.dataset import BlockShuffleSampler
     from downscale.models import create_model
-    from downscale.train.losses import create_criterion
+    from downscale.models.losses import create_criterion
 
     mod = _problem(script)
     torch.set_num_threads(1)
@@ -219,7 +219,7 @@ def _constant_data(n: int, value: float):
 
 
 def test_early_stopping_stops_and_restores_the_best_weights():
-    from downscale.train.losses import create_criterion
+    from downscale.models.losses import create_criterion
 
     loss = create_criterion("mse", ["tas"])
     # training pulls w towards +1, validation wants -1: the first epoch is the best
@@ -262,7 +262,7 @@ def test_learning_rate_schedules():
 
 
 def test_amp_settings():
-    from downscale.train.losses import create_criterion
+    from downscale.models.losses import create_criterion
 
     loss = create_criterion("mse", ["tas"])
     with pytest.raises(DownscaleError, match="fp16 needs a CUDA GPU.*amp: bf16"):
@@ -279,7 +279,7 @@ def test_checkpoint_of_another_recipe_is_refused(tmp_path):
     assert CheckpointStore(tmp_path / "c", fingerprint="recipe-a").load()["x"].sum() == 2
     with pytest.raises(CheckpointError, match="another recipe.*delete"):
         CheckpointStore(tmp_path / "c", fingerprint="recipe-b").load()
-    assert not list((tmp_path / "c").glob(".*tmp"))  # no temporary left behind
+    assert not list((tmp_path / "c").glob(".*.tmp-*"))  # no temporary left behind
 
 
 def test_training_log_csv_and_json(tmp_path):
@@ -306,7 +306,7 @@ def test_mlflow_file_store_records_the_metrics(tmp_path, monkeypatch):
         import mlflow
     except ImportError:
         pytest.skip("mlflow is not installed (pip install 'downscale[mlflow]')")
-    from downscale.train.losses import create_criterion
+    from downscale.models.losses import create_criterion
 
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     uri = f"file:{tmp_path / 'mlruns'}"
@@ -388,7 +388,7 @@ def test_optimizer_state_by_name_continues_adam_exactly():
     """Two epochs in one run equal one epoch, then the optimiser state carried by parameter name into a
     new trainer (as a bundle with ``train.save_optimizer`` carries it to ``loading: resume``) and one more
     epoch; without the state the second run starts from fresh moments and lands elsewhere."""
-    from downscale.train.losses import create_criterion
+    from downscale.models.losses import create_criterion
 
     loss = create_criterion("mse", ["tas"])
     data = StepLoader(_constant_data(8, 1.0), 4)  # no shuffling: every epoch sees the same batches

@@ -89,7 +89,7 @@ def test_the_report_files_are_written(report):
     assert "downscale evaluate" in md  # the command that regenerates it
     meta = json.loads((out / "metrics.json").read_text())
     assert len(meta["rows"]) == len(rows) and meta["emulators"]["tiny"]["bundle_id"]
-    assert not list(out.rglob("*.tmp"))  # atomic writes leave nothing behind
+    assert not list(out.rglob(".*.tmp-*"))  # atomic writes leave nothing behind
     assert "report written to" in output
 
 

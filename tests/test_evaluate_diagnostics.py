@@ -9,7 +9,7 @@ import xarray as xr
 from scipy.ndimage import gaussian_filter
 
 from downscale.evaluate import diagnostics as D
-from downscale.evaluate import metrics as M
+from downscale.skill import metrics as M
 
 
 def winters(first: int, last: int):
@@ -161,7 +161,7 @@ def test_quantile_mapping_baseline_maps_the_training_distribution():
     """The optional xsdba baseline: trained on a biased, too-narrow field, it restores the target's quantiles."""
     pytest.importorskip("xsdba")
     from downscale.data.grids import Grid
-    from downscale.evaluate.baselines import QuantileMapping, create_baseline
+    from downscale.skill.baselines import QuantileMapping, create_baseline
 
     assert QuantileMapping.unavailable_reason() is None
     grid = Grid.rectilinear(np.arange(36.0, 40.0, 1.0), np.arange(-8.0, -4.0, 1.0))

@@ -10,13 +10,13 @@ import torch
 from scipy import stats as sps
 
 from downscale.data.normalise import Stats
-from downscale.train.heads import (
+from downscale.models.heads import (
     AsymmetricHead,
     BernoulliGammaHead,
     CRPSHead,
     sample_gamma,
 )
-from downscale.train.losses import HEADS, create_criterion
+from downscale.models.losses import HEADS, create_criterion
 
 B, H, W = 2, 5, 6
 PR_STATS = Stats(mean=3.0 / 86400, std=6.0 / 86400, transform="scale")  # mm/day-like pr in kg m-2 s-1

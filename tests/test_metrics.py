@@ -10,8 +10,8 @@ import xarray as xr
 from scipy.ndimage import gaussian_filter
 
 from downscale.data.grids import Grid
-from downscale.evaluate import metrics as M
-from downscale.evaluate.baselines import (
+from downscale.skill import metrics as M
+from downscale.skill.baselines import (
     BASELINES,
     BiasCorrectedBilinear,
     bilinear,

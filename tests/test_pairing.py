@@ -13,8 +13,8 @@ from downscale.data.normalise import Normaliser
 from downscale.data.pairing import build_pairs
 from downscale.data.regrid import create_regridder
 from downscale.errors import CalendarError, GridMismatchError
+from downscale.models.losses import create_criterion
 from downscale.recipe import load_recipe
-from downscale.train.losses import create_criterion
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -85,8 +85,8 @@ def test_describe_shows_the_lineage(transferred, tiny_bundle):
 def test_select_shots_same_seed_same_days_other_seed_other_days():
     import pandas as pd
 
+    from downscale.data.shots import select_shots
     from downscale.recipe import ShotsSpec
-    from downscale.transfer.shots import select_shots
 
     time = pd.date_range("1982-12-01", "2002-02-28", freq="D")
     time = time[time.month.isin([12, 1, 2])].values

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from downscale.cli.main import app
-from downscale.transfer.sources import SourceBatchSampler
+from downscale.train.sources import SourceBatchSampler
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

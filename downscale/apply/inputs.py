@@ -4,9 +4,7 @@
 * :func:`scan` opens each file once (lazily) and groups the files into :class:`Projection` s -- one per model,
   experiment and member, from the global attributes, falling back to the DRS name -- picking the files that hold
   each predictor the bundle needs (``ta850`` may come from a ``ta`` file on ``plev``);
-* :func:`domain_box`, :func:`check_covers`, :func:`read_halo` and :func:`subset_region` cut a (global) rectilinear
-  input down to the emulator's domain plus a halo before anything is read.  Inputs on the emulator's coarse grid
-  are taken as they are; each other input is checked, cut and regridded on its own grid.
+* each predictor's grid is checked with :func:`downscale.data.region.check_input_grid` before any data is read.
 """
 
 from __future__ import annotations
@@ -21,20 +19,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from downscale.errors import DataError, GridMismatchError, MissingVariableError
+from downscale.data.calendar import format_date
+from downscale.data.io import check_daily
+from downscale.errors import DataError, MissingVariableError
 
 __all__ = [
     "DRS",
-    "Period",
+    "OutputSpan",
     "Projection",
-    "check_covers",
-    "check_daily",
-    "default_halo",
-    "domain_box",
     "parse_drs",
-    "read_halo",
     "scan",
-    "subset_region",
 ]
 
 # global attributes naming the driving model, experiment and member, most specific first
@@ -99,139 +93,6 @@ def projection_key(attrs: dict[str, Any], path: str | Path) -> tuple[str, str, s
 
 
 # ------------------------------------------------------------------------------------------- region
-def default_halo(emu: Any) -> float:
-    """The halo in degrees: the recipe's ``apply.halo`` when set (0 included), else two coarse cells."""
-    halo = (emu.meta.get("recipe", {}).get("apply") or {}).get("halo")
-    if halo is not None:
-        return float(halo)
-    b = emu.coarse_grid.axis_bounds()
-    if b is None:  # curvilinear: the mean cell size
-        return float(2.0 * np.degrees(np.sqrt(np.median(emu.coarse_grid.cell_area())) / 6_371_000.0))
-    return float(2.0 * max(np.abs(np.diff(b[0])).mean(), np.abs(np.diff(b[1])).mean()))
-
-
-def read_halo(source: Any, halo: float) -> float:
-    """The margin in degrees to read around the domain from rectilinear ``source``: ``halo``, but at least one
-    cell of ``source`` itself, so that a coarser input keeps the neighbours its regridding needs at the domain
-    edge.  (Coverage is still checked against ``halo`` alone; reading more than the file has is harmless.)"""
-    cell = max(
-        float(np.abs(np.diff(np.asarray(source.lat_bounds))).max()),
-        float(np.abs(np.diff(np.asarray(source.lon_bounds))).max()),
-    )
-    return max(float(halo), cell)
-
-
-def domain_box(grid: Any, halo: float) -> tuple[float, float, float, float]:
-    """(lat0, lat1, lon0, lon1) around the cell centres of ``grid`` plus ``halo`` degrees; lon1 - lon0 < 360
-    and lon0 may be below -180 (the box is not cut at the date line)."""
-    lat, lon = grid.lat2d.ravel(), grid.lon2d.ravel()
-    ref = float(np.degrees(np.arctan2(np.sin(np.radians(lon)).mean(), np.cos(np.radians(lon)).mean())))
-    rel = (lon - ref + 180.0) % 360.0 - 180.0
-    lat0, lat1 = max(-90.0, float(lat.min()) - halo), min(90.0, float(lat.max()) + halo)
-    lon0, lon1 = ref + float(rel.min()) - halo, ref + float(rel.max()) + halo
-    if lon1 - lon0 >= 360.0:
-        lon0, lon1 = ref - 180.0, ref + 180.0
-    return lat0, lat1, lon0, lon1
-
-
-def _lon_global(lon_b: np.ndarray) -> bool:
-    return float(np.abs(lon_b[-1] - lon_b[0])) >= 360.0 - 1e-6
-
-
-def check_covers(source: Any, coarse: Any, halo: float, *, file: Any = None, variable: str | None = None) -> None:
-    """Raise GridMismatchError unless the cells of rectilinear ``source`` cover the centres of ``coarse`` plus
-    ``halo`` degrees (the region read for regridding)."""
-    lat0, lat1, lon0, lon1 = domain_box(coarse, halo)
-    lat_b, lon_b = np.asarray(source.lat_bounds), np.asarray(source.lon_bounds)
-    eps = 1e-6
-    ok = lat_b.min() <= lat0 + eps and lat_b.max() >= lat1 - eps
-    if ok and not _lon_global(lon_b):
-        b0, b1 = float(lon_b.min()), float(lon_b.max())
-        start = b0 + (lon0 - b0 + eps) % 360.0 - eps
-        ok = start + (lon1 - lon0) <= b1 + eps
-    if not ok:
-
-        def fmt(a: float, b: float, ns: str) -> str:
-            return f"{a:.2f}..{b:.2f}{ns}"
-
-        raise GridMismatchError(
-            f"input does not cover the emulator's domain plus a halo of {halo:g} degrees",
-            file=file,
-            variable=variable,
-            found=f"input cells span lat {fmt(lat_b.min(), lat_b.max(), 'N')}, lon {fmt(lon_b.min(), lon_b.max(), 'E')}",
-            expected=f"lat {fmt(lat0, lat1, 'N')}, lon {fmt(lon0, lon1, 'E')}",
-            fix="give inputs that cover the emulator's domain with a margin (e.g. global files), "
-            "or lower the margin with --halo (--halo 0: the domain only; edge values are then clamped)",
-        )
-
-
-def _run_indices(mask: np.ndarray, periodic: bool) -> np.ndarray | slice:
-    """Indices of the True cells of ``mask`` as one run (a slice when it does not wrap around)."""
-    n = mask.size
-    if mask.all():
-        return slice(None)
-    idx = np.flatnonzero(mask)
-    if not periodic or not (mask[0] and mask[-1]):
-        return slice(int(idx[0]), int(idx[-1]) + 1)
-    first = int(np.flatnonzero(~mask)[-1]) + 1  # the run starts after the last unselected cell
-    last = int(np.flatnonzero(~mask)[0]) - 1
-    return np.r_[np.arange(first, n), np.arange(0, last + 1)]
-
-
-def subset_region(da: xr.DataArray, source: Any, coarse: Any, halo: float) -> tuple[xr.DataArray, Any]:
-    """``da`` (on rectilinear ``source``) cut to the cells that meet the domain of ``coarse`` plus ``halo``
-    degrees, plus one cell on each side for interpolation.  Lazy: on dask input only that region is read
-    (a domain across the input's longitude seam reads its latitude band).  Returns (data, its grid)."""
-    from downscale.data.grids import Grid
-
-    lat0, lat1, lon0, lon1 = domain_box(coarse, halo)
-    lat_b, lon_b = np.asarray(source.lat_bounds), np.asarray(source.lon_bounds)
-    lo, hi = np.minimum(lat_b[:-1], lat_b[1:]), np.maximum(lat_b[:-1], lat_b[1:])
-    ymask = (hi >= lat0) & (lo <= lat1)
-    ymask = _grow(ymask, periodic=False)
-    periodic = _lon_global(lon_b)
-    w = np.abs(np.diff(lon_b))
-    start = np.minimum(lon_b[:-1], lon_b[1:])
-    s = lon0 + (start - lon0) % 360.0  # each cell's west edge in [lon0, lon0 + 360)
-    xmask = (s <= lon1) | (s - 360.0 + w >= lon0)
-    xmask = _grow(xmask, periodic=periodic)
-    ydim, xdim = source.dims
-    yi, xi = _run_indices(ymask, False), _run_indices(xmask, periodic)
-    if yi == slice(None) and isinstance(xi, slice) and xi == slice(None):
-        return da, source
-    out = da.isel({ydim: yi}).isel({xdim: xi})
-    return out, Grid.from_dataset(out)
-
-
-def _grow(mask: np.ndarray, periodic: bool) -> np.ndarray:
-    grown = mask.copy()
-    if periodic:
-        grown |= np.roll(mask, 1) | np.roll(mask, -1)
-    else:
-        grown[1:] |= mask[:-1]
-        grown[:-1] |= mask[1:]
-    return grown
-
-
-def check_daily(time: Any, *, file: Any = None, frequency: str | None = None) -> None:
-    """Raise DataError unless ``time`` is a daily axis (gaps allowed: DJF-only data is fine)."""
-    from downscale.data.io import infer_frequency
-
-    try:
-        found = infer_frequency(time)
-    except DataError:
-        found = str(frequency or "day")  # a single time step: trust the frequency attribute
-    if found != "day":
-        words = {"mon": "monthly", "yr": "yearly", "6hr": "6-hourly", "3hr": "3-hourly", "1hr": "hourly"}
-        raise DataError(
-            f"inputs are {words.get(found, found)} ({found}); the emulator downscales daily fields",
-            file=file,
-            found=f"frequency {found}",
-            expected="day",
-            fix="give daily files (CMIP table 'day'), or aggregate sub-daily data to daily means first",
-        )
-
-
 # ------------------------------------------------------------------------------------------- scanning
 @dataclass
 class FileInfo:
@@ -247,8 +108,8 @@ class FileInfo:
 
 
 @dataclass
-class Period:
-    """One output period: days ``[start, stop)`` of the projection's time axis."""
+class OutputSpan:
+    """One output file's span: days ``[start, stop)`` of the projection's time axis."""
 
     start: int
     stop: int
@@ -271,7 +132,7 @@ class Projection:
     calendar: str
     time_units: str | None
     attrs: dict[str, Any]  # global attributes of the first file
-    periods: list[Period]
+    periods: list[OutputSpan]
     spans: dict[Path, tuple[Any, Any]] = field(default_factory=dict)  # file -> (first day, last day)
     varnames: dict[str, str] = field(default_factory=dict)  # predictor -> its variable in the files ("ta")
     notes: list[str] = field(default_factory=list)
@@ -284,7 +145,7 @@ class Projection:
     def name(self) -> str:
         return "_".join(self.key)
 
-    def files_for(self, period: Period) -> dict[str, list[str]]:
+    def files_for(self, period: OutputSpan) -> dict[str, list[str]]:
         """For each predictor, the files that hold days of ``period``."""
         t0, t1 = self.time[period.start], self.time[period.stop - 1]
         out = {}
@@ -292,7 +153,7 @@ class Projection:
             out[name] = [str(p) for p in files if self.spans[p][0] <= t1 and self.spans[p][1] >= t0]
         return out
 
-    def sources_for(self, period: Period) -> dict[str, tuple[str, list[str]]]:
+    def sources_for(self, period: OutputSpan) -> dict[str, tuple[str, list[str]]]:
         """What to read for ``period``: dataset key -> (variable to look up, files).  Predictors that are levels
         of one variable in the same files (ta850, ta700 and ta500 of ``ta`` on plev) are read together, once:
         the key is then that variable, and the levels are picked from it in memory."""
@@ -306,10 +167,6 @@ class Projection:
             for name in [var] if shared else names:
                 out[name] = (name, list(fs))
         return out
-
-
-def _date(t: Any) -> str:
-    return f"{t.year:04d}{t.month:02d}{t.day:02d}"
 
 
 def scan(
@@ -372,23 +229,14 @@ def scan(
 
 def _validate(emu: Any, ds: xr.Dataset, da: xr.DataArray, name: str, path: Path, halo: float) -> None:
     """The grid and units checks of one predictor in one file (no data is read)."""
-    from downscale.api import _time_bounds
+    from downscale.data.calendar import time_bounds
     from downscale.data.grids import Grid
+    from downscale.data.region import check_input_grid
     from downscale.data.units import to_canonical
 
     grid = Grid.from_dataset(da, file=str(path))
-    if grid.id != emu.coarse_grid.id:
-        if grid.kind != "rectilinear":
-            raise GridMismatchError(
-                "input is not on the emulator's coarse grid and is not rectilinear",
-                file=path,
-                variable=name,
-                found=grid.describe(),
-                expected=emu.coarse_grid.describe(),
-                fix="regrid the inputs to a regular lat/lon grid (or to the emulator's coarse grid) first",
-            )
-        check_covers(grid, emu.coarse_grid, halo, file=path, variable=name)
-    to_canonical(da, name, path, time_bounds=_time_bounds(ds), frequency=ds.attrs.get("frequency"))
+    check_input_grid(grid, emu.coarse_grid, halo, file=path, variable=name)
+    to_canonical(da, name, path, time_bounds=time_bounds(ds), frequency=ds.attrs.get("frequency"))
 
 
 def _projection(key: tuple[str, str, str], infos: list[FileInfo], predictors: Sequence[str]) -> Projection:
@@ -469,11 +317,15 @@ def _missing(name: str, infos: list[FileInfo], key: tuple[str, str, str]) -> Mis
     )
 
 
-def _periods(time: np.ndarray, file_times: list[np.ndarray]) -> list[Period]:
+def _periods(time: np.ndarray, file_times: list[np.ndarray]) -> list[OutputSpan]:
     """Output periods follow the files of the first predictor: one per file (e.g. per decade)."""
     starts = sorted({int(np.searchsorted(time, t.min())) for t in file_times})
     starts = [s for s in starts if s < time.size]
     if not starts or starts[0] != 0:
         starts = [0, *starts]
     bounds = [*starts, time.size]
-    return [Period(a, b, f"{_date(time[a])}-{_date(time[b - 1])}") for a, b in itertools.pairwise(bounds) if b > a]
+    return [
+        OutputSpan(a, b, f"{format_date(time[a], compact=True)}-{format_date(time[b - 1], compact=True)}")
+        for a, b in itertools.pairwise(bounds)
+        if b > a
+    ]

@@ -1,8 +1,8 @@
 """``downscale apply``: plan the chunks of every projection, run them (serially or on dask.distributed), check
 them, store them, and assemble the output files -- resumably, with a progress bar.
 
-The computation of a chunk is :meth:`downscale.api.Emulator.coarse_fields` (region subset, regridding, units)
-followed by :meth:`downscale.api.Emulator.downscale_block` (forcings, normalisation, model, seeded per chunk
+The computation of a chunk is :meth:`downscale.emulator.Emulator.coarse_fields` (region subset, regridding, units)
+followed by :meth:`downscale.emulator.Emulator.downscale_block` (forcings, normalisation, model, seeded per chunk
 start): the very code behind the lazy ``Emulator.downscale`` of the Python API.
 """
 
@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from downscale.apply import store
-from downscale.apply.inputs import Projection, default_halo, scan
+from downscale.apply.inputs import Projection, scan
+from downscale.data.calendar import format_date
 from downscale.errors import DataError, GridMismatchError
 
 __all__ = ["ApplyResult", "ChunkTask", "compute_chunk", "downscale_files"]
@@ -118,9 +119,9 @@ def downscale_files(
     ``on_implausible``: ``error`` (stop at the first implausible value) or ``warn`` (write and flag it).
     ``warn`` receives warning lines (default: :func:`warnings.warn`).
     """
-    from downscale.api import load
     from downscale.data.grids import Grid
     from downscale.data.io import expand_inputs, open_dataset
+    from downscale.emulator import load
 
     if on_implausible not in ("error", "warn"):
         raise DataError("unknown --on-implausible choice", found=on_implausible, expected="error or warn")
@@ -145,7 +146,7 @@ def downscale_files(
     chunk_days = int(chunk_days or emu.meta["recipe"].get("apply", {}).get("chunk_days", 365))
     if chunk_days < 1:
         raise DataError("--chunk-days must be at least 1", found=chunk_days)
-    halo = default_halo(emu) if halo is None else float(halo)
+    halo = emu.default_halo() if halo is None else float(halo)
     if halo < 0:
         raise DataError("--halo must not be negative", found=halo)
     _check_writable(out_dir)
@@ -365,7 +366,7 @@ def _select_days(da: Any, times: np.ndarray) -> Any:
         raise DataError(
             "a day of the projection is missing from a predictor",
             variable=str(da.name),
-            found=str(times[int(np.flatnonzero(idx < 0)[0])])[:10],
+            found=format_date(times[int(np.flatnonzero(idx < 0)[0])]),
             fix="check the input files",
         )
     if idx.size and np.array_equal(idx, np.arange(idx[0], idx[0] + idx.size)):
@@ -379,9 +380,9 @@ def load_chunk(task: ChunkTask) -> np.ndarray:
     import dask
     import xarray as xr
 
-    from downscale.api import cached_emulator
-    from downscale.apply.inputs import read_halo, subset_region
     from downscale.data.grids import Grid
+    from downscale.data.region import read_halo, subset_region
+    from downscale.emulator import cached_emulator
 
     emu = cached_emulator(task.bundle, task.bundle_id)
     by_grid: dict[str, dict[str, Any]] = {}  # one dataset per grid: merging two grids would pad both with NaN
@@ -398,8 +399,8 @@ def load_chunk(task: ChunkTask) -> np.ndarray:
 
 def finish_chunk(task: ChunkTask, x: np.ndarray) -> dict[str, Any]:
     """Downscale, check and store one chunk whose predictors are ``x``."""
-    from downscale.api import cached_emulator
     from downscale.apply.sanity import check_chunk, plausible_bounds
+    from downscale.emulator import cached_emulator
 
     t0 = time.perf_counter()
     emu = cached_emulator(task.bundle, task.bundle_id)
@@ -463,7 +464,7 @@ _NC_IO = threading.RLock()
 
 def assemble_output(spec: store.OutputSpec) -> list[tuple[str, Path, list[dict[str, Any]]]]:
     """Assemble one period's files (runs in this process or on a worker)."""
-    from downscale.api import cached_emulator
+    from downscale.emulator import cached_emulator
 
     emu = cached_emulator(spec.bundle, spec.bundle_id)
     with _NC_IO:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from downscale.data.calendar import format_date
 from downscale.errors import DataError
 
 __all__ = ["Violation", "check_chunk", "plausible_bounds"]
@@ -85,13 +86,6 @@ def plausible_bounds(meta: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _date(t: Any) -> str:
-    try:
-        return f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
-    except AttributeError:
-        return str(t)[:10]
-
-
 def check_chunk(
     y: np.ndarray,
     time: np.ndarray,
@@ -130,7 +124,7 @@ def check_chunk(
                 Violation(
                     variable=name,
                     kind=kind,
-                    date=_date(time[t]),
+                    date=format_date(time[t]),
                     member=member,
                     cell=(i, j),
                     dims=tuple(grid.dims),

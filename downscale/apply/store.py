@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from downscale.atomic import TMP_GLOB, atomic_path, temporary_name, write_atomic
 from downscale.errors import DataError
 
 __all__ = ["RunLock", "assemble", "chunk_done", "domain_name", "output_name", "read_chunk_meta", "write_chunk"]
@@ -150,25 +151,15 @@ def log_line(out_dir: Path, text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- chunks
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
-
-
 def chunk_path(period_dir: Path, start: int, stop: int) -> Path:
     return Path(period_dir) / f"c{start:09d}-{stop:09d}.npy"
 
 
 def write_chunk(path: Path, y: np.ndarray, meta: dict[str, Any]) -> None:
     """Write a finished chunk atomically: its metadata (.json) first, then the data (.npy) that marks it done."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    side = path.with_suffix(".json")
-    tmp = _tmp(side)
-    tmp.write_text(json.dumps(meta))
-    os.replace(tmp, side)
-    tmp = _tmp(path)
-    with open(tmp, "wb") as fh:
+    write_atomic(path.with_suffix(".json"), json.dumps(meta))
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.ascontiguousarray(y, np.float32))
-    os.replace(tmp, path)
 
 
 def chunk_done(path: Path, shape: tuple[int, ...]) -> bool:
@@ -188,10 +179,10 @@ def read_chunk_meta(path: Path) -> dict[str, Any]:
 def clean_tmp(folder: Path) -> None:
     """Remove temporary files left by killed runs (called while holding the lock)."""
     if folder.is_dir():
-        for p in folder.rglob(".*.tmp-*"):
+        for p in folder.rglob(TMP_GLOB):
             with contextlib.suppress(OSError):
                 p.unlink()
-    for p in Path(folder).parent.glob(".*.part-*"):
+    for p in Path(folder).parent.glob(TMP_GLOB):
         with contextlib.suppress(OSError):
             p.unlink()
 
@@ -359,7 +350,7 @@ def assemble(spec: OutputSpec, emu: Any) -> list[tuple[str, Path, list[dict[str,
         if final.is_file() and run_id_of(final) == spec.run_id:
             results[name] = (name, final, [f.to_dict() for f in violations.get(name, [])])
         else:
-            todo[v] = (name, final, out_dir / f".{final.name}.part-{socket.gethostname()}-{os.getpid()}")
+            todo[v] = (name, final, temporary_name(final))
     try:
         for name, _, tmp in todo.values():
             var = get_spec(name)

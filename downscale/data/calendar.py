@@ -32,10 +32,12 @@ __all__ = [
     "date_keys",
     "day_of_year_features",
     "days_in_year",
+    "format_date",
     "normalise_calendar",
     "season_months",
     "season_year",
     "select_period",
+    "time_bounds",
     "time_step_seconds",
     "time_values",
 ]
@@ -384,7 +386,7 @@ def select_period(da: Any, period: Period, file: str | PathLike | None = None) -
         keep &= keys <= _key(_parse_date(period.end))
     if not keep.any():
         found = (
-            f"data from {_fmt(values[0])} to {_fmt(values[-1])} ({values.size} time steps)"
+            f"data from {format_date(values[0])} to {format_date(values[-1])} ({values.size} time steps)"
             if values.size
             else "an empty time axis"
         )
@@ -400,11 +402,25 @@ def select_period(da: Any, period: Period, file: str | PathLike | None = None) -
     return da.isel(time=np.flatnonzero(keep))
 
 
-def _fmt(t: Any) -> str:
+def format_date(t: Any, *, compact: bool = False) -> str:
+    """``YYYY-MM-DD`` (``YYYYMMDD`` when ``compact``) of a cftime date, numpy datetime64 or pandas Timestamp."""
     try:
-        return f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
+        text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
     except AttributeError:
-        return str(t)[:10]
+        text = str(np.datetime_as_string(t, unit="D")) if isinstance(t, np.datetime64) else str(t)[:10]
+    return text.replace("-", "") if compact else text
+
+
+def time_bounds(ds: Any) -> Any:
+    """The time bounds variable of dataset ``ds`` (named by ``time.bounds``, else ``time_bnds``/``time_bounds``),
+    or None."""
+    if "time" not in ds.variables:
+        return None
+    name = ds["time"].attrs.get("bounds") or ds["time"].encoding.get("bounds")
+    for candidate in (name, "time_bnds", "time_bounds"):
+        if candidate and candidate in ds.variables and ds[candidate].ndim == 2:
+            return ds[candidate]
+    return None
 
 
 def check_same_calendar(

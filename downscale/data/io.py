@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from downscale.data.calendar import calendar_of, time_step_seconds, time_values
+from downscale.data.calendar import calendar_of, format_date, time_step_seconds, time_values
 from downscale.data.units import Conversion, to_canonical
 from downscale.data.variables import VARIABLES, parse_level_name
 from downscale.errors import (
@@ -32,6 +32,7 @@ from downscale.errors import (
 
 __all__ = [
     "TIME_CHUNK",
+    "check_daily",
     "check_finite",
     "expand_inputs",
     "find_variable",
@@ -387,7 +388,7 @@ def check_finite(
     if "time" in bad.dims:
         t = int(np.flatnonzero(per_step)[0])
         cells = np.asarray(bad.isel(time=t).transpose(*other).values)
-        when = f"on {_date(da['time'].values[t])}"
+        when = f"on {format_date(da['time'].values[t])}"
         count = int(bad.sum().values)
     else:
         cells = np.asarray(bad.values)
@@ -402,13 +403,6 @@ def check_finite(
         found=f"first {when} at {where}",
         fix="mask those cells (e.g. sea points), fill the gaps, or drop the bad time steps",
     )
-
-
-def _date(t: Any) -> str:
-    try:
-        return f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
-    except AttributeError:
-        return str(t)[:10]
 
 
 def infer_frequency(time: Any) -> str:
@@ -427,3 +421,20 @@ def infer_frequency(time: Any) -> str:
     if 360 * day <= step <= 366 * day:
         return "yr"
     return f"{step:g}s"
+
+
+def check_daily(time: Any, *, file: Any = None, frequency: str | None = None) -> None:
+    """Raise DataError unless ``time`` is a daily axis (gaps allowed: DJF-only data is fine)."""
+    try:
+        found = infer_frequency(time)
+    except DataError:
+        found = str(frequency or "day")  # a single time step: trust the frequency attribute
+    if found != "day":
+        words = {"mon": "monthly", "yr": "yearly", "6hr": "6-hourly", "3hr": "3-hourly", "1hr": "hourly"}
+        raise DataError(
+            f"inputs are {words.get(found, found)} ({found}); the emulator downscales daily fields",
+            file=file,
+            found=f"frequency {found}",
+            expected="day",
+            fix="give daily files (CMIP table 'day'), or aggregate sub-daily data to daily means first",
+        )

@@ -16,19 +16,19 @@ from typing import Any, Literal
 
 import numpy as np
 
+from downscale.data.variables import VARIABLES, parse_level_name
 from downscale.errors import DataError
 
 __all__ = ["Normaliser", "Stats"]
 
 Transform = Literal["standard", "scale"]
-_SCALE_ONLY = {"pr"}
 
 
 def default_transform(name: str) -> Transform:
-    from downscale.data.variables import parse_level_name
-
+    """``scale`` for precipitation (of the canonical table; not its ``_clim`` static field), else ``standard``."""
     base, _ = parse_level_name(name)
-    return "scale" if base in _SCALE_ONLY else "standard"
+    spec = VARIABLES.get(base)
+    return "scale" if spec is not None and spec.kind == "precipitation" else "standard"
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ attributes (model, experiment, member) are kept, so the result can be fed to
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from collections.abc import Sequence
 from pathlib import Path
+
+from downscale.atomic import atomic_path
 
 __all__ = ["regrid_files"]
 
@@ -57,8 +58,7 @@ def regrid_files(
         if "time" in ds:
             encoding["time"] = {k: v for k, v in ds["time"].encoding.items() if k in ("units", "calendar")}
         final = out_dir / f"{path.stem}_{suffix}.nc"
-        tmp = final.with_name(f".{final.name}.part")
-        out.to_netcdf(tmp, encoding=encoding)
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:
+            out.to_netcdf(tmp, encoding=encoding)
         written.append(final)
     return written

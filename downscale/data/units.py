@@ -32,10 +32,18 @@ from downscale.data.calendar import (
     time_step_seconds,
     time_values,
 )
-from downscale.data.variables import get_spec
+from downscale.data.variables import MM_DAY, Kind, get_spec
 from downscale.errors import UnitsError
 
-__all__ = ["WATER_DENSITY", "Conversion", "check_units", "convert_units", "to_canonical"]
+__all__ = [
+    "MM_DAY",
+    "WATER_DENSITY",
+    "Conversion",
+    "check_units",
+    "convert_units",
+    "kind_from_units",
+    "to_canonical",
+]
 
 #: Density of liquid water used for depth <-> mass precipitation (value, units).
 WATER_DENSITY: tuple[float, str] = (1000.0, "kg m-3")
@@ -358,3 +366,19 @@ def convert_units(
             standard_name = "lwe_precipitation_rate"
     out.attrs = _new_attrs(da, src, units, standard_name, _is_amount(da) and "amount" in method)
     return out
+
+
+def kind_from_units(units: str) -> Kind | None:
+    """The kind of a variable known only by its units (evaluation of arbitrary fields): ``temperature`` for units
+    convertible to K, ``precipitation`` for a water flux, depth rate or amount (kg m-2 s-1, mm day-1, kg m-2),
+    else None.  A variable of the canonical table is asked by name instead (:attr:`VariableSpec.kind`)."""
+    ureg = _ureg()
+    try:
+        dim = ureg.Quantity(1.0, str(units)).dimensionality
+    except Exception:
+        return None
+    if dim == ureg.Quantity(1.0, "K").dimensionality:
+        return "temperature"
+    if dim in {ureg.Quantity(1.0, u).dimensionality for u in ("kg m-2 s-1", "mm day-1", "kg m-2")}:
+        return "precipitation"
+    return None

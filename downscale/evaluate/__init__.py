@@ -1,10 +1,11 @@
-"""Evaluation: skill metrics (:mod:`downscale.evaluate.metrics`), climate indices (:mod:`~.indices`), further
+"""Evaluation: skill metrics (:mod:`downscale.skill.metrics`), climate indices (:mod:`~.indices`), further
 diagnostics (:mod:`~.diagnostics`), the metric registry (:mod:`~.metric_registry`), baselines
 (:mod:`~.baselines`) and the evaluator behind ``downscale evaluate`` (:func:`evaluate`, :mod:`~.runner`).
 
 ::
 
-    from downscale.evaluate import metrics, create_baseline
+    from downscale.skill import metrics
+    from downscale.skill.baselines import create_baseline
     bc = create_baseline("bilinear_bc", paired.coarse_grid, paired.fine_grid, kind="additive").fit(xc, yt)
     metrics.rmse(bc.predict(xc_test), y_test)
 
@@ -17,8 +18,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from downscale.evaluate import diagnostics, indices, metrics
-from downscale.evaluate.baselines import (
+from downscale.evaluate import diagnostics, indices
+from downscale.evaluate.metric_registry import (
+    METRICS,
+    Metric,
+    create_metric,
+    register_metric,
+)
+from downscale.skill import metrics
+from downscale.skill.baselines import (
     BASELINES,
     BiasCorrectedBilinear,
     Bilinear,
@@ -26,13 +34,7 @@ from downscale.evaluate.baselines import (
     correction_kind,
     create_baseline,
 )
-from downscale.evaluate.metric_registry import (
-    METRICS,
-    Metric,
-    create_metric,
-    register_metric,
-)
-from downscale.evaluate.metrics import (
+from downscale.skill.metrics import (
     bias,
     climate_change_signal,
     climate_change_signal_error,

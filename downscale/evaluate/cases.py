@@ -8,7 +8,7 @@ units, calendars, periods, regridding onto the emulator's coarse grid), pairing 
 * the emulator's *estimate* (ensemble mean; a deterministic model's prediction), scored by point metrics;
 * one *realisation* (member 0 of ``mode="sample"``), scored by distributions and spectra;
 * the *ensemble* (stochastic emulators only), scored by CRPS and rank histograms;
-* the baselines (:mod:`downscale.evaluate.baselines`), fitted once per emulator on its training period.
+* the baselines (:mod:`downscale.skill.baselines`), fitted once per emulator on its training period.
 
 All fields come back as ``(time, y, x)`` DataArrays on the fine grid, in human units (K, mm day-1).
 """
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from downscale.data.calendar import format_date
 from downscale.errors import DataError, GridMismatchError, MissingVariableError
 
 __all__ = ["CaseData", "Predictions", "TrainingBaselines", "fit_baselines", "load_case", "predict_case"]
@@ -176,7 +177,7 @@ def load_case(
     if bad.any():
         t, c = np.argwhere(bad)[0][:2]
         raise DataError(
-            f"test '{test}': missing (NaN) predictor value on {str(ref_time[t])[:10]}",
+            f"test '{test}': missing (NaN) predictor value on {format_date(ref_time[t])}",
             variable=str(emulator.predictors[c]),
             fix="fill the gaps or choose another period",
         )
@@ -190,7 +191,7 @@ def fit_baselines(emulator: Any, recipe: Any, names: list[str]) -> TrainingBasel
     ``recipe`` (the emulator's own training data).  Quantile mapping is skipped, with a note, without xsdba."""
     from downscale.data.pairing import build_pairs
     from downscale.data.variables import get_spec
-    from downscale.evaluate.baselines import BASELINES, correction_kind, create_baseline
+    from downscale.skill.baselines import BASELINES, correction_kind, create_baseline
 
     notes: list[str] = []
     usable = []

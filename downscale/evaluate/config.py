@@ -176,7 +176,7 @@ def load_evaluate_config(path: str | Path, overrides: list[str] | None = None) -
     config = read_config(path, EvaluateConfig, "evaluation config", overrides, noun="key")
     for entry in config.metrics:
         create_metric(entry, where=str(path))
-    from downscale.evaluate.baselines import BASELINES
+    from downscale.skill.baselines import BASELINES
 
     for name in config.baselines:
         if name not in BASELINES:

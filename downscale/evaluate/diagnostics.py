@@ -1,8 +1,8 @@
-"""Diagnostics beyond :mod:`downscale.evaluate.metrics`: index biases and ratios, distances between
+"""Diagnostics beyond :mod:`downscale.skill.metrics`: index biases and ratios, distances between
 distributions, spectra of time-mean fields, the pr–tas coupling, climate-change signals of any index, and
 ensemble scores (CRPS, rank histograms).
 
-The conventions are those of :mod:`downscale.evaluate.metrics`: DataArrays ``(time, y, x)`` (plain numpy
+The conventions are those of :mod:`downscale.skill.metrics`: DataArrays ``(time, y, x)`` (plain numpy
 ``(time, y, x)`` arrays too where noted), NaN = invalid, an optional boolean ``mask`` (``(y, x)``, True = valid),
 plain spatial means over the valid cells.  Functions named ``*_bias`` reduce a map of biases to the spatial
 mean of ``|bias|``.
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from downscale.evaluate import metrics as M
 from downscale.evaluate.indices import compute_index
+from downscale.skill import metrics as M
 
 __all__ = [
     "cc_signal_error",
@@ -92,7 +92,7 @@ def spatial_correlation_of_index(
 ) -> float:
     """Pearson correlation across the valid cells of the two climatologies of ``index`` (default: time mean).
 
-    Unlike :func:`downscale.evaluate.metrics.spatial_correlation` the two fields may cover different days."""
+    Unlike :func:`downscale.skill.metrics.spatial_correlation` the two fields may cover different days."""
     ip, it = compute_index(pred, index, **params), compute_index(truth, index, **params)
     valid = _valid_cells(truth, mask)
     p, t = _masked(ip, valid).ravel(), _masked(it, valid).ravel()
@@ -149,7 +149,7 @@ def psd_distance(pred: xr.DataArray, truth: xr.DataArray, mask: Any = None) -> f
     """RALSD between the time-mean radially averaged spectra of pred and truth, in dB (days need not match).
 
     ``sqrt(mean_k (10 log10 P_pred(k) - 10 log10 P_truth(k))^2)`` with ``P`` from
-    :func:`downscale.evaluate.metrics.radial_psd` on both fields restricted to the truth's valid cells."""
+    :func:`downscale.skill.metrics.radial_psd` on both fields restricted to the truth's valid cells."""
     valid = _valid_cells(truth, mask)
     sp = M.radial_psd(pred, mask=valid).values
     st = M.radial_psd(truth, mask=valid).values
@@ -194,7 +194,7 @@ def cc_signal_error(
 ) -> float:
     """Spatial mean of ``|ΔI(pred) - ΔI(truth)|`` with ``ΔI = I(future) - I(historical)``, in the index's units.
 
-    With ``index="mean"`` this is :func:`downscale.evaluate.metrics.climate_change_signal_error`."""
+    With ``index="mean"`` this is :func:`downscale.skill.metrics.climate_change_signal_error`."""
     dp = cc_signal_map(pred_hist, pred_fut, index, **params).values
     dt = cc_signal_map(truth_hist, truth_fut, index, **params).values
     valid = _valid_cells(truth_hist, mask) & _valid_cells(truth_fut)

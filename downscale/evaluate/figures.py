@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from downscale.evaluate import diagnostics as D
-from downscale.evaluate import metrics as M
+from downscale.skill import metrics as M
 
 __all__ = ["bias_maps", "cc_signal_maps", "psd_curves", "qq_extremes", "rank_histogram_plot"]
 

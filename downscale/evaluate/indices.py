@@ -386,7 +386,7 @@ def cwd(da: xr.DataArray, *, thresh: Any = 1.0, season: str | None = None) -> xr
 def wet_day_frequency(da: xr.DataArray, *, thresh: Any = 1.0, season: str | None = None) -> xr.DataArray:
     """Percentage (0..100) of valid days with at least ``thresh`` mm/day."""
     da, _ = select_season(_to_pr_units(_check(da, "wet_day_frequency")), season)
-    from downscale.evaluate.metrics import wet_day_frequency as frequency
+    from downscale.skill.metrics import wet_day_frequency as frequency
 
     values = 100.0 * frequency(da, threshold=pr_threshold(thresh)).values
     return _spatial_result(values, da, "wet_day_frequency", "%")

@@ -47,9 +47,9 @@ from typing import Any
 
 from downscale.errors import RecipeError, UnknownNameError, closest
 from downscale.evaluate import diagnostics as D
-from downscale.evaluate import metrics as M
 from downscale.evaluate.indices import INDICES
 from downscale.registry import Registry
+from downscale.skill import metrics as M
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -153,19 +153,11 @@ def metric_names() -> list[str]:
 
 
 def variable_kind(units: str) -> str:
-    """``temperature`` for units convertible to K, ``precipitation`` for a precipitation flux or rate, else
-    ``other`` (what ``applies_to`` is matched against)."""
-    from cf_xarray.units import units as ureg
+    """``temperature``, ``precipitation`` (:func:`downscale.data.units.kind_from_units`) or ``other``: what
+    ``applies_to`` is matched against."""
+    from downscale.data.units import kind_from_units
 
-    try:
-        dim = ureg.Quantity(1.0, str(units)).dimensionality
-    except Exception:
-        return "other"
-    if dim == ureg.Quantity(1.0, "K").dimensionality:
-        return "temperature"
-    if dim in (ureg.Quantity(1.0, "kg m-2 s-1").dimensionality, ureg.Quantity(1.0, "mm day-1").dimensionality):
-        return "precipitation"
-    return "other"
+    return kind_from_units(units) or "other"
 
 
 def _fmt(value: Any) -> str:

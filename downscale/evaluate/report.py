@@ -13,6 +13,7 @@ import base64
 import csv
 import html
 import io
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -330,7 +331,7 @@ def write_report(
     out_dir: Path, config: Any, rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any]
 ) -> list[Path]:
     """Write ``metrics.csv``, ``metrics.json``, ``report.md`` and ``report.html`` (atomically) into ``out_dir``."""
-    from downscale.evaluate.runner import rows_to_json, write_atomic
+    from downscale.atomic import write_atomic
 
     out_dir = Path(out_dir)
     return [
@@ -339,3 +340,8 @@ def write_report(
         write_atomic(out_dir / "report.md", _markdown(config, rows, figures, meta)),
         write_atomic(out_dir / "report.html", _html(config, rows, figures, meta, out_dir)),
     ]
+
+
+def rows_to_json(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
+    return json.dumps({**meta, "rows": clean}, indent=1, default=str)

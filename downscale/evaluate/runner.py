@@ -17,20 +17,18 @@ Which metrics a test allows:
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from downscale.atomic import write_atomic
 from downscale.errors import DownscaleError
 
-__all__ = ["EvaluationResult", "evaluate", "rank_rows", "write_atomic"]
+__all__ = ["EvaluationResult", "evaluate", "rank_rows"]
 
 IMPERFECT_NOTE = (
     "Imperfect test: the predictors come from a free-running GCM, whose days are not the RCM's days, so "
@@ -48,24 +46,6 @@ class EvaluationResult:
     notes: list[str]
     seconds: float
     files: list[Path] = field(default_factory=list)
-
-
-def write_atomic(path: Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _slug(text: str) -> str:
@@ -232,8 +212,8 @@ def evaluate(
     report, printed in its header."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from downscale.api import load
     from downscale.data.variables import get_spec
+    from downscale.emulator import load
     from downscale.evaluate.cases import fit_baselines, load_case, predict_case
     from downscale.evaluate.config import EvaluateConfig, load_evaluate_config
     from downscale.evaluate.metric_registry import create_metric
@@ -250,7 +230,7 @@ def evaluate(
     pairs = [(e, t) for t in config.tests for e in config.emulators if t.emulators is None or e.name in t.emulators]
     tracker = None
     if config.mlflow:
-        from downscale.train.tracking import Tracker
+        from downscale.tracking import Tracker
 
         tracker = Tracker(config.mlflow, experiment=config.name, run_name=out_dir.name, params=config.to_dict())
         tracker.start()
@@ -364,8 +344,3 @@ def _log_mlflow(tracker: Any, rows: list[dict[str, Any]]) -> None:
     items = list(metrics.items())
     for i in range(0, len(items), 500):
         tracker._mlflow.log_metrics(dict(items[i : i + 500]))
-
-
-def rows_to_json(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
-    return json.dumps({**meta, "rows": clean}, indent=1, default=str)

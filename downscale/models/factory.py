@@ -27,14 +27,8 @@ register_model = MODELS.register
 _CORE = ("in_channels", "out_channels", "n_forcings", "n_static")
 
 
-def _ensure_builtin() -> None:
-    # importing the modules registers their models
-    from downscale.models import deepesd, simple_cnn, timm_unet, transformer, unet  # noqa: F401
-
-
 def check_model_options(name: str, kwargs: dict[str, Any]) -> type:
     """The registered class for ``name``, after checking its options (fails fast, before any data is read)."""
-    _ensure_builtin()
     cls = MODELS.get(name)
     params = inspect.signature(cls).parameters
     valid = [p for p in params if p not in _CORE]

@@ -8,7 +8,7 @@ emulator's frequency of values at or above the threshold equals the truth's
 frequency of wet days (>= ``wet_day_threshold`` mm/day); below it, predictions
 are set to 0.  The thresholds are fitted once, after training, stored in the
 bundle (array ``wet_day_threshold``, in the target's canonical units) and applied
-by :meth:`downscale.api.Emulator.predict` to every prediction, so ``apply``,
+by :meth:`downscale.emulator.Emulator.predict` to every prediction, so ``apply``,
 ``evaluate`` and the skill table all see the same field.
 """
 
@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MM_DAY", "apply_wet_day_thresholds", "fit_wet_day_thresholds"]
+from downscale.data.units import MM_DAY
 
-#: 1 mm/day of liquid water in kg m-2 s-1 (canonical precipitation units).
-MM_DAY = 1.0 / 86400.0
+__all__ = ["fit_bundle_thresholds", "fit_wet_day_thresholds"]
 
 
 def fit_wet_day_thresholds(pred: np.ndarray, truth: np.ndarray, wet_mm_day: float = 1.0) -> np.ndarray:
@@ -51,14 +50,6 @@ def fit_wet_day_thresholds(pred: np.ndarray, truth: np.ndarray, wet_mm_day: floa
     # a cell that is wet on every training day needs no threshold: keep everything
     q = np.where(dry_frac == 0.0, 0.0, q)
     return np.where(n > 0, np.maximum(q, 0.0), np.nan).astype(np.float32)
-
-
-def apply_wet_day_thresholds(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Set ``values`` [..., Y, X] below their cell's threshold to 0 (in place; NaN thresholds: unchanged)."""
-    with np.errstate(invalid="ignore"):
-        below = values < thresholds
-    values[below] = 0.0
-    return values
 
 
 def fit_bundle_thresholds(

@@ -23,7 +23,7 @@ each rank's loss is multiplied by ``W`` because DDP averages the gradients
 over ranks.  The gradients of N ranks × M micro-batches are therefore those of
 one process on the whole global batch, up to float rounding.  This holds for
 every head whose loss is a masked mean over the samples' valid cells (all
-heads of :mod:`downscale.train.losses`); a plain ``loss_fn(out, y, m)`` callable
+heads of :mod:`downscale.models.losses`); a plain ``loss_fn(out, y, m)`` callable
 is weighted by its total count of valid cells.
 
 **Validation** sums each variable's masked loss and valid-cell count over all
@@ -281,7 +281,7 @@ def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 class Trainer:
     """Fits ``model`` with ``loss_fn(pred, y, m)`` on dict batches of x, f, s, y, m.
 
-    ``loss_fn`` is a :class:`~downscale.train.losses.Criterion` (its ``members``
+    ``loss_fn`` is a :class:`~downscale.models.losses.Criterion` (its ``members``
     forward passes per sample, its per-variable heads) or any callable returning
     a masked-mean loss.  ``checkpoint`` (a :class:`~.checkpoint.CheckpointStore`)
     makes the run resumable: :meth:`fit` continues from the checkpoint there, if

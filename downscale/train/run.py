@@ -19,7 +19,7 @@ __all__ = ["TrainResult", "train"]
 class TrainResult:
     bundle_path: Path
     bundle_id: str
-    scores: list[dict[str, Any]]  # tidy skill rows on the test period (downscale.evaluate.skill)
+    scores: list[dict[str, Any]]  # tidy skill rows on the test period (downscale.skill.table)
     test_days: int
     seconds: float
 
@@ -85,13 +85,14 @@ def train(
     import torch
 
     from downscale import __version__
-    from downscale.api import Emulator
     from downscale.bundle import Bundle, save_bundle
     from downscale.data.dataset import SampleDataset, materialise
     from downscale.data.normalise import Normaliser
     from downscale.data.pairing import build_pairs
+    from downscale.emulator import Emulator
     from downscale.models import create_model
     from downscale.models.factory import check_model_options
+    from downscale.models.losses import create_criterion
     from downscale.recipe import Recipe, load_recipe
     from downscale.train import distributed as dist
     from downscale.train.checkpoint import (
@@ -100,7 +101,6 @@ def train(
         recipe_fingerprint,
     )
     from downscale.train.engine import Trainer, seed_everything
-    from downscale.train.losses import create_criterion
 
     t_start = time.perf_counter()
     if not isinstance(recipe, Recipe):
@@ -124,7 +124,7 @@ def train(
         raise DataError(f"no training days in {periods.train.describe()}", fix="check data.periods.train and the files")
     pool, shots = train_idx, None
     if recipe.data.shots is not None:  # few-shot: train and validation days drawn from the training period
-        from downscale.transfer.shots import select_shots
+        from downscale.data.shots import select_shots
 
         if periods.validation is not None:
             raise RecipeError(
@@ -156,7 +156,7 @@ def train(
     )
     primary_set, sources = train_set, None
     if recipe.transfer is not None and recipe.transfer.sources and len(train_set):
-        from downscale.transfer.sources import mix_sources
+        from downscale.train.sources import mix_sources
 
         train_set, sources = mix_sources(recipe, paired, train_set, seed=cfg.seed)
 
@@ -177,7 +177,7 @@ def train(
         **model_kwargs,
     )
     # resumes from <out_dir>.ckpt/ when a run of this recipe was interrupted; DDP under torchrun
-    from downscale.train.tracking import Tracker, write_history
+    from downscale.tracking import Tracker, write_history
 
     tracker = Tracker(
         cfg.mlflow, experiment=recipe.name, run_name=out_dir.name, params=recipe.to_dict(), enabled=dist.is_main()
@@ -309,7 +309,7 @@ def train(
 
     scores: list[dict[str, Any]] = []
     if len(test_idx):
-        from downscale.evaluate.skill import skill_rows
+        from downscale.skill.table import skill_rows
 
         # the baselines' bias correction sees the days the emulator saw (the k-shot set in few-shot runs)
         train_all = seen if len(seen) else pool

@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING
 from downscale import _lazy_getattr
 
 if TYPE_CHECKING:  # pragma: no cover
-    from downscale.transfer.lineage import describe_lineage
+    from downscale.data.shots import select_shots
+    from downscale.emulator.lineage import describe_lineage
     from downscale.transfer.plan import TransferPlan
     from downscale.transfer.run import transfer
-    from downscale.transfer.shots import select_shots
 
 __all__ = ["TransferPlan", "describe_lineage", "select_shots", "transfer"]
 
 _LAZY = {
     "TransferPlan": "downscale.transfer.plan",
-    "describe_lineage": "downscale.transfer.lineage",
-    "select_shots": "downscale.transfer.shots",
+    "describe_lineage": "downscale.emulator.lineage",
+    "select_shots": "downscale.data.shots",
     "transfer": "downscale.transfer.run",
 }
 

@@ -28,7 +28,7 @@ def _grid_text(meta: dict[str, Any]) -> str | None:
 
 
 def _head_labels(targets: list[str], heads: dict[str, str]) -> list[str]:
-    from downscale.train.losses import HEADS
+    from downscale.models.losses import HEADS
 
     by_class = {HEADS.get(n).__name__: HEADS.get(n) for n in HEADS.names()}
     out = []

@@ -1,4 +1,4 @@
-"""The Python API for people who apply emulators.
+"""The emulator runtime: the Python API for people who apply emulators.
 
     import downscale
     emu = downscale.load("runs/perfect-model-iberia")
@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from downscale.errors import DataError, GridMismatchError
+from downscale.data.calendar import format_date
+from downscale.emulator.postprocess import apply_wet_day_thresholds
+from downscale.errors import DataError
 
 __all__ = ["Emulator", "EmulatorRef", "cached_emulator", "load"]
 
@@ -45,7 +47,7 @@ class Emulator:
         self.coarse_grid = Grid.from_dict(meta["grids"]["coarse"])
         self.fine_grid = Grid.from_dict(meta["grids"]["fine"])
         self.normaliser = Normaliser.from_dict(meta["normaliser"])
-        from downscale.train.losses import create_criterion
+        from downscale.models.losses import create_criterion
 
         loss = meta["recipe"]["loss"]
         self.criterion = create_criterion(
@@ -108,7 +110,7 @@ class Emulator:
         lines += [f"{k + ':':11} {v}" for k, v in periods.items()]
         lineage = m.get("lineage")
         if lineage:
-            from downscale.transfer.lineage import describe_lineage
+            from downscale.emulator.lineage import describe_lineage
 
             lines += describe_lineage(lineage)
         shots = m.get("provenance", {}).get("shots")
@@ -127,6 +129,16 @@ class Emulator:
                 return str(ds.attrs[key]).strip()
         return self.meta.get("scenario", "historical")
 
+    def default_halo(self) -> float:
+        """The halo in degrees: the recipe's ``apply.halo`` when set (0 included), else two coarse cells."""
+        halo = (self.meta.get("recipe", {}).get("apply") or {}).get("halo")
+        if halo is not None:
+            return float(halo)
+        b = self.coarse_grid.axis_bounds()
+        if b is None:  # curvilinear: the mean cell size
+            return float(2.0 * np.degrees(np.sqrt(np.median(self.coarse_grid.cell_area())) / 6_371_000.0))
+        return float(2.0 * max(np.abs(np.diff(b[0])).mean(), np.abs(np.diff(b[1])).mean()))
+
     def coarse_fields(
         self, ds: xr.Dataset | Sequence[xr.Dataset], *, file: str | None = None, halo: float | None = None
     ) -> xr.DataArray:
@@ -135,45 +147,32 @@ class Emulator:
         An input already on the coarse grid is used as it is (no coverage check, no regridding).  Any other
         rectilinear input must cover the emulator's domain plus ``halo`` degrees (default: the recipe's
         ``apply.halo``, else two coarse cells); it is cut to that region, widened to at least one of its own
-        cells (:func:`~downscale.apply.inputs.read_halo`), *before* anything is computed (a global file is read
+        cells (:func:`~downscale.data.region.read_halo`), *before* anything is computed (a global file is read
         only over the domain), then regridded with the recipe's method (``data.regrid``, bilinear by default).
 
         ``ds`` may also be several datasets, one per input grid: a single ``xr.Dataset`` cannot hold predictors
         on two grids whose dimensions share names (xarray aligns them onto the union of the coordinates and pads
         each with NaN).  Each predictor is taken from the first dataset that holds it.
         """
-        from downscale.apply.inputs import (
-            check_covers,
-            default_halo,
-            read_halo,
-            subset_region,
-        )
+        from downscale.data.calendar import time_bounds
         from downscale.data.grids import Grid
         from downscale.data.pairing import stack_channels
+        from downscale.data.region import check_input_grid, read_halo, subset_region
         from downscale.data.units import to_canonical
 
         datasets = [ds] if isinstance(ds, xr.Dataset) else list(ds)
         if not datasets:
             raise DataError("no input dataset", fix="give the dataset(s) holding the predictors")
-        halo = default_halo(self) if halo is None else float(halo)
-        bounds = next((b for b in map(_time_bounds, datasets) if b is not None), None)
+        halo = self.default_halo() if halo is None else float(halo)
+        bounds = next((b for b in map(time_bounds, datasets) if b is not None), None)
         frequency = next((d.attrs["frequency"] for d in datasets if d.attrs.get("frequency")), None)
         fields = {}
         for name in self.predictors:
             da = _find_predictor(datasets, name, file)
             where = file or (da.attrs.get("source_files") or [None])[0]
             grid = Grid.from_dataset(da, file=where)
+            check_input_grid(grid, self.coarse_grid, halo, file=where, variable=name)
             if grid.id != self.coarse_grid.id:
-                if grid.kind != "rectilinear":
-                    raise GridMismatchError(
-                        "input is not on the emulator's coarse grid and is not rectilinear",
-                        file=where,
-                        variable=name,
-                        found=grid.describe(),
-                        expected=self.coarse_grid.describe(),
-                        fix="regrid the inputs to a regular lat/lon grid (or to the emulator's coarse grid) first",
-                    )
-                check_covers(grid, self.coarse_grid, halo, file=where, variable=name)
                 da, grid = subset_region(da, grid, self.coarse_grid, read_halo(grid, halo))
             da, _ = to_canonical(da, name, where, time_bounds=bounds, frequency=frequency)
             if grid.id != self.coarse_grid.id:
@@ -237,12 +236,9 @@ class Emulator:
                 yb = self.normaliser.denormalise("targets", yb, self.targets, axis=2)
                 out[i : i + len(xb)] = yb.cpu().numpy()
         for v, name in enumerate(self.targets):
-            lo, _ = get_spec(name).plausible
-            if lo == 0.0:  # physically non-negative (precipitation): no negative values
+            if get_spec(name).non_negative:  # precipitation: no negative values
                 np.maximum(out[:, :, v], 0.0, out=out[:, :, v])
         if self._wet:
-            from downscale.train.calibration import apply_wet_day_thresholds
-
             for v, thr in self._wet:
                 out[:, :, v] = apply_wet_day_thresholds(out[:, :, v], thr)
         if self.valid_mask is not None:
@@ -274,8 +270,8 @@ class Emulator:
         """
         import dask.array as dsa
 
-        from downscale.apply.inputs import check_daily
         from downscale.data.forcings import compute_forcings
+        from downscale.data.io import check_daily
         from downscale.data.variables import get_spec
 
         if chunk_days < 1:
@@ -476,16 +472,6 @@ def _find_predictor(datasets: Sequence[xr.Dataset], name: str, file: str | None)
     raise first
 
 
-def _time_bounds(ds: xr.Dataset) -> xr.DataArray | None:
-    if "time" not in ds.variables:
-        return None
-    name = ds["time"].attrs.get("bounds") or ds["time"].encoding.get("bounds")
-    for candidate in (name, "time_bnds", "time_bounds"):
-        if candidate and candidate in ds.variables and ds[candidate].ndim == 2:
-            return ds[candidate]
-    return None
-
-
 def _check_finite_inputs(xb: np.ndarray, time: np.ndarray, channels: list[str], file: str | None) -> None:
     """Refuse NaN or infinite predictors: the model would silently turn them into garbage."""
     bad = ~np.isfinite(xb)
@@ -493,7 +479,7 @@ def _check_finite_inputs(xb: np.ndarray, time: np.ndarray, channels: list[str], 
         t, c, i, j = np.argwhere(bad)[0]
         date = time[t]
         raise DataError(
-            f"missing (NaN) or infinite predictor value on {str(date)[:10]} at coarse cell ({i}, {j})",
+            f"missing (NaN) or infinite predictor value on {format_date(date)} at coarse cell ({i}, {j})",
             file=file,
             variable=str(channels[c]),
             fix="fill the gaps or drop those days from the inputs",

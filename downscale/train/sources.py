@@ -143,8 +143,8 @@ def mix_sources(
     from downscale.data.dataset import SampleDataset, materialise
     from downscale.data.normalise import Normaliser, Stats
     from downscale.data.pairing import build_pairs
+    from downscale.data.shots import select_shots
     from downscale.recipe import load_recipe
-    from downscale.transfer.shots import select_shots
 
     cfg = recipe.transfer
     parts = [_Part(recipe.name, train_set, cfg.weight)]

@@ -1,6 +1,6 @@
 """Further loss heads: asymmetric MSE, Bernoulli-gamma and ensemble CRPS.
 
-Registered in :data:`downscale.train.losses.HEADS` (``losses`` imports this module).
+Registered in :data:`downscale.models.losses.HEADS` (the package ``downscale.models`` imports this module).
 Shapes as in ``losses``: ``out`` [B, M, channels, H, W], ``y``/``m`` [B, H, W]; every
 value is in *normalised* target units.  Heads compute in at least float32 and replace
 the target on masked cells by 0 *before* using it, so that garbage there (NaN, inf,
@@ -33,11 +33,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from downscale.train.losses import HEADS, Head
+from downscale.data.units import MM_DAY
+from downscale.models.losses import HEADS, Head
 
 __all__ = ["AsymmetricHead", "BernoulliGammaHead", "CRPSHead", "sample_gamma"]
 
-_MM_PER_DAY = 1.0 / 86400.0  # 1 mm/day in kg m-2 s-1
 _EPS = 1e-6
 
 
@@ -165,7 +165,7 @@ class BernoulliGammaHead(Head):
             if not (thr >= 0 and math.isfinite(thr)):
                 raise ValueError(f"threshold must be >= 0 (normalised units), got {threshold!r}")
         elif stats is not None:
-            thr = wet_mm * _MM_PER_DAY / float(stats.scale)
+            thr = wet_mm * MM_DAY / float(stats.scale)
         else:
             thr = 0.0  # no statistics (recipe check, unit tests): any positive value is wet
         self.wet_threshold_mm = wet_mm

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from downscale.evaluate import metrics as M
-from downscale.evaluate.baselines import correction_kind, create_baseline
+from downscale.skill import metrics as M
+from downscale.skill.baselines import correction_kind, create_baseline
 
 __all__ = ["skill_rows", "skill_table_markdown"]
 

@@ -141,7 +141,3 @@ def create_criterion(
         heads.append(cls(t, stats, **params.get(name, {})))
     ensemble = any(h.needs_members for h in heads)
     return Criterion(list(targets), heads, members if ensemble else 1)
-
-
-# Further heads (asymmetric, bernoulli_gamma, crps) register themselves on import.
-from downscale.train import heads as _heads  # noqa: E402, F401

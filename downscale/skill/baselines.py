@@ -8,7 +8,7 @@
 Which correction applies comes from the variable's canonical units (:func:`correction_kind`) or is given as
 ``kind``; nothing here looks at variable names.  Both baselines share one interface::
 
-    from downscale.evaluate.baselines import create_baseline
+    from downscale.skill.baselines import create_baseline
     bc = create_baseline("bilinear_bc", paired.coarse_grid, paired.fine_grid, kind="additive")
     bc.fit(coarse_train, truth_train)          # DataArrays (time, y, x) on the coarse / fine grid
     fine = bc.predict(coarse_test)             # DataArray (time, Y, X) on the fine grid
@@ -33,18 +33,15 @@ __all__ = ["BASELINES", "BiasCorrectedBilinear", "Bilinear", "bilinear", "correc
 Kind = Literal["additive", "multiplicative"]
 KINDS: tuple[str, ...] = ("additive", "multiplicative")
 
-#: units of non-negative amounts or fluxes, corrected multiplicatively; any other units are corrected additively
-MULTIPLICATIVE_UNITS: frozenset[str] = frozenset(
-    {"kg m-2 s-1", "kg m-2 d-1", "kg m-2 day-1", "mm day-1", "mm d-1", "mm/day", "mm", "kg m-2", "mm s-1", "mm h-1"}
-)
-
 BASELINES: Registry[type] = Registry("baseline")
 
 
 def correction_kind(units: str) -> Kind:
-    """``multiplicative`` for the units of a precipitation-like amount (kg m-2 s-1, mm day-1, ...), else
-    ``additive``."""
-    return "multiplicative" if " ".join(str(units).split()) in MULTIPLICATIVE_UNITS else "additive"
+    """``multiplicative`` for the units of precipitation (a flux, depth rate or amount: kg m-2 s-1, mm day-1, ...),
+    else ``additive``."""
+    from downscale.data.units import kind_from_units
+
+    return "multiplicative" if kind_from_units(units) == "precipitation" else "additive"
 
 
 def bilinear(coarse: xr.DataArray, coarse_grid: Grid, fine_grid: Grid) -> xr.DataArray:
