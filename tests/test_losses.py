@@ -282,3 +282,18 @@ def test_members_only_for_ensemble_heads():
     pred = crit.predict(out, "sample", torch.Generator().manual_seed(0))
     assert pred.shape == (B, 4, 2, H, W) and float(pred[:, :, 1].min()) >= 0.0
     assert create_criterion("crps", ["pr"], members=3).members == 3
+
+
+@pytest.mark.parametrize("targets", [["tas"], ["tas", "pr"], ["tas", "pr", "huss"]])
+def test_criterion_is_the_mean_of_the_head_losses(targets):
+    crit = create_criterion("mse", targets, {"pr": "asymmetric", "huss": "mae"})
+    g = torch.Generator().manual_seed(2)
+    out = torch.randn(B, 1, len(targets), H, W, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(B, len(targets), H, W, generator=g, dtype=torch.float64)
+    m = torch.rand(B, len(targets), H, W, generator=g) > 0.2
+    total = crit(out, y, m)
+    heads = [h.loss(out[:, :, v : v + 1], y[:, v], m[:, v]) for v, h in enumerate(crit.heads)]
+    assert total.ndim == 0 and total.dtype == torch.float64
+    assert torch.equal(total, sum(heads) / len(heads))  # the same sum, in the same order
+    total.backward()
+    assert out.grad is not None and bool(out.grad.abs().sum() > 0)

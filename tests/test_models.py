@@ -3,8 +3,9 @@
 Each model is checked on the call contract ``model(x, f, s, out_shape)`` with
 grids whose ratios are not integers (8×11 → 28×30, 5×7 → 19×29) and a large one
 (16×16 → 128×128): exact output shapes, gradients to every parameter, sane
-parameter counts, stochastic members that differ and repeat after re-seeding,
-determinism without noise, and one set of weights on several grids.
+parameter counts, stochastic members that differ and repeat after re-seeding
+(of the global RNG, or of an explicit ``generator``), determinism without noise,
+and one set of weights on several grids.
 
 No weights are ever downloaded: timm encoders are built with ``pretrained=False``
 and the test fails if timm tries to load pretrained weights.
@@ -12,6 +13,7 @@ and the test fails if timm tries to load pretrained weights.
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import pytest
@@ -27,6 +29,7 @@ from downscale.models.layers import (
     geometric_sizes,
     noise_and_forcings,
     resize,
+    standard_normal,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -139,6 +142,69 @@ def test_stochastic_members_differ_and_repeat_after_seeding(name):
     with torch.no_grad():
         e = model(x2, f2, s2, (28, 30))
     assert (e[0] - e[1]).abs().amax() > 1e-4
+
+
+# stochastic configurations drawn from an explicit generator: every backbone with a global z,
+# and the simple CNN's fine-grid noise maps with and without z
+STOCHASTIC = [(name, {"n_noise": 2}) for name in NAMES] + [
+    ("simple_cnn", {"noise_maps": 1}),
+    ("simple_cnn", {"n_noise": 2, "noise_maps": 1}),
+]
+STOCHASTIC_IDS = [f"{n}-" + "-".join(f"{k}={v}" for k, v in kw.items()) for n, kw in STOCHASTIC]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_takes_a_keyword_only_generator(name):
+    """Every backbone accepts ``generator=`` (a deterministic one ignores it)."""
+    model = _build(name).eval()
+    param = inspect.signature(model.forward).parameters["generator"]
+    assert param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is None
+    x, f, s = _inputs(2, 2, 2, 1, (5, 7), (19, 29))
+    with torch.no_grad():
+        a = model(x, f, s, (19, 29))
+        b = model(x, f, s, (19, 29), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), STOCHASTIC, ids=STOCHASTIC_IDS)
+def test_generator_seeds_repeat_and_differ(name, kwargs):
+    model = _build(name, **kwargs).eval()
+    x, f, s = _inputs(2, 2, 2, 1, (5, 7), (19, 29))
+    with torch.no_grad():
+        a = model(x, f, s, (19, 29), generator=torch.Generator().manual_seed(11))
+        b = model(x, f, s, (19, 29), generator=torch.Generator().manual_seed(11))
+        c = model(x, f, s, (19, 29), generator=torch.Generator().manual_seed(12))
+    assert torch.equal(a, b)
+    assert (a - c).abs().amax() > 1e-4, "two seeds gave the same member"
+    # one generator, two calls: two members
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        d, e = model(x, f, s, (19, 29), generator=g), model(x, f, s, (19, 29), generator=g)
+    assert torch.equal(d, a) and (d - e).abs().amax() > 1e-4
+
+
+@pytest.mark.parametrize(("name", "kwargs"), STOCHASTIC, ids=STOCHASTIC_IDS)
+def test_forward_with_a_generator_leaves_the_global_rng_alone(name, kwargs):
+    model = _build(name, **kwargs).train()
+    x, f, s = _inputs(2, 2, 2, 1, (5, 7), (19, 29))
+    torch.manual_seed(99)
+    before = torch.random.get_rng_state()
+    model(x, f, s, (19, 29), generator=torch.Generator().manual_seed(4)).mean().backward()
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), STOCHASTIC, ids=STOCHASTIC_IDS)
+def test_generator_draws_what_the_seeded_global_rng_draws(name, kwargs):
+    """Same seed, same member: a ``Generator`` seeded s and the global RNG after ``manual_seed(s)``."""
+    model = _build(name, **kwargs).eval()
+    x, f, s = _inputs(2, 2, 2, 1, (5, 7), (19, 29))
+    with torch.no_grad():
+        a = model(x, f, s, (19, 29), generator=torch.Generator().manual_seed(5))
+        torch.manual_seed(5)
+        b = model(x, f, s, (19, 29), generator=None)
+        torch.manual_seed(5)
+        c = model(x, f, s, (19, 29))
+    assert torch.equal(a, b) and torch.equal(b, c)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -289,6 +355,43 @@ def test_noise_and_forcings():
     assert c.shape == (3, 6)
     assert torch.equal(c[:, :2], f) and torch.equal(c[:, 2:], z)
     assert noise_and_forcings(None, 4, 3, like=f.double()).dtype == torch.float64
+
+
+def test_noise_and_forcings_from_a_generator():
+    f = torch.randn(3, 2, dtype=torch.float64)
+    c = noise_and_forcings(f, 4, 3, generator=torch.Generator().manual_seed(5))
+    z = torch.randn(3, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert c.dtype == torch.float64 and torch.equal(c[:, :2], f) and torch.equal(c[:, 2:], z)
+    torch.manual_seed(5)
+    assert torch.equal(noise_and_forcings(f, 4, 3), c)  # the same draws as the seeded global RNG
+
+
+def test_standard_normal():
+    torch.manual_seed(7)
+    ref = torch.randn(2, 3, 4)
+    state = torch.random.get_rng_state()
+    g = torch.Generator().manual_seed(7)
+    assert torch.equal(standard_normal(2, 3, 4, generator=g), ref)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.manual_seed(7)
+    assert torch.equal(standard_normal(2, 3, 4), ref)
+    half = standard_normal(2, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float16)
+    assert half.dtype == torch.float16
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cpu_generator_noise_reaches_a_cuda_model():
+    model = _build("simple_cnn", n_noise=2, noise_maps=1).eval()
+    x, f, s = _inputs(2, 2, 2, 1, (5, 7), (19, 29))
+    with torch.no_grad():
+        ref = model(x, f, s, (19, 29), generator=torch.Generator().manual_seed(5))
+        model = model.cuda()
+        out = model(x.cuda(), f.cuda(), s.cuda(), (19, 29), generator=torch.Generator().manual_seed(5))
+        g = torch.Generator(device="cuda").manual_seed(5)
+        on_gpu = model(x.cuda(), f.cuda(), s.cuda(), (19, 29), generator=g)
+    assert out.device.type == "cuda" and on_gpu.device.type == "cuda"
+    torch.testing.assert_close(out.cpu(), ref, rtol=1e-4, atol=1e-4)  # the same noise, another device's arithmetic
+    assert standard_normal(3, generator=torch.Generator(), device=torch.device("cuda")).device.type == "cuda"
 
 
 def test_resize_and_geometric_sizes():

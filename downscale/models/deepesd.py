@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from downscale.models.factory import register_model
-from downscale.models.layers import ConditionalNorm, noise_and_forcings, resize
+from downscale.models.layers import ConditionalNorm, PaddingMode, noise_and_forcings, resize
 
 __all__ = ["DeepESD"]
 
@@ -40,7 +40,9 @@ __all__ = ["DeepESD"]
 class ConvLayer(nn.Module):
     """3×3 conv → (conditional norm) → ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, cond_dim: int, norm: bool, padding_mode: str) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, cond_dim: int, norm: bool, padding_mode: PaddingMode
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode=padding_mode)
         self.norm = ConditionalNorm(out_channels, cond_dim, groups=5) if norm else None
@@ -68,7 +70,7 @@ class DeepESD(nn.Module):
         hidden: int = 256,
         head_width: int = 128,
         norm: bool | None = None,
-        padding_mode: str = "replicate",
+        padding_mode: PaddingMode = "replicate",
     ) -> None:
         super().__init__()
         if window % 2 != 1:
@@ -87,8 +89,16 @@ class DeepESD(nn.Module):
             nn.Conv2d(head_width, out_channels, 1),
         )
 
-    def forward(self, x: torch.Tensor, f: torch.Tensor, s: torch.Tensor, out_shape: tuple[int, int]) -> torch.Tensor:
-        c = noise_and_forcings(f if self.n_forcings else None, self.n_noise, x.shape[0], like=x)
+    def forward(
+        self,
+        x: torch.Tensor,
+        f: torch.Tensor,
+        s: torch.Tensor,
+        out_shape: tuple[int, int],
+        *,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        c = noise_and_forcings(f if self.n_forcings else None, self.n_noise, x.shape[0], like=x, generator=generator)
         for conv in self.convs:
             x = conv(x, c)
         z = resize(self.dense(x), out_shape)

@@ -28,13 +28,16 @@ huge values) changes neither the loss nor its gradients.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from downscale.data.units import MM_DAY
 from downscale.models.losses import HEADS, Head
+
+if TYPE_CHECKING:
+    from downscale.data.normalise import Stats
 
 __all__ = ["AsymmetricHead", "BernoulliGammaHead", "CRPSHead", "sample_gamma"]
 
@@ -58,7 +61,7 @@ def _clean(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return torch.where(m, y, torch.zeros_like(y))
 
 
-def _is_scaled(stats: Any) -> bool:
+def _is_scaled(stats: Stats | None) -> bool:
     return stats is not None and getattr(stats, "transform", None) == "scale"
 
 
@@ -112,7 +115,13 @@ class AsymmetricHead(Head):
     """MSE plus a gamma-CDF-weighted penalty on under-prediction (Doury et al. 2024)."""
 
     def __init__(
-        self, variable: str, stats: Any = None, *, gamma_shape: float = 0.5, gamma_scale: float = 2.0, **params: Any
+        self,
+        variable: str,
+        stats: Stats | None = None,
+        *,
+        gamma_shape: float = 0.5,
+        gamma_scale: float = 2.0,
+        **params: Any,
     ) -> None:
         super().__init__(variable, stats, **params)
         self.gamma_shape = _positive("gamma_shape", gamma_shape)
@@ -145,7 +154,7 @@ class BernoulliGammaHead(Head):
     def __init__(
         self,
         variable: str,
-        stats: Any = None,
+        stats: Stats | None = None,
         *,
         wet_threshold_mm: float = 1.0,
         threshold: float | None = None,
@@ -212,7 +221,7 @@ class CRPSHead(Head):
     needs_members = True
 
     def __init__(
-        self, variable: str, stats: Any = None, *, fair: bool = True, alpha: float = 1.0, **params: Any
+        self, variable: str, stats: Stats | None = None, *, fair: bool = True, alpha: float = 1.0, **params: Any
     ) -> None:
         super().__init__(variable, stats, **params)
         if not isinstance(fair, bool):

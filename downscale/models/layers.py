@@ -2,9 +2,12 @@
 
 Conditioning (FGN / AIFS-CRPS style).  The 1-D inputs of a forward pass are
 ``c = concat(f, z)``: the forcings ``f`` [B, F] and, for a stochastic model,
-fresh noise ``z ~ N(0, 1)`` [B, n_noise] drawn with ``torch.randn`` (global RNG,
-so ``torch.manual_seed`` makes it reproducible).  Each forward pass is then one
-ensemble member.  ``c`` enters the network through its normalisation layers: a
+fresh noise ``z ~ N(0, 1)`` [B, n_noise] drawn by :func:`standard_normal` from
+the ``generator`` given to the forward pass, or from torch's global RNG when it
+is ``None`` (then ``torch.manual_seed`` makes it reproducible).  On CPU,
+``torch.Generator().manual_seed(s)`` draws the same values as the global RNG
+after ``torch.manual_seed(s)``.  Each forward pass is then one ensemble member.
+``c`` enters the network through its normalisation layers: a
 :class:`ConditionalNorm` normalises without affine and applies a per-channel
 scale and shift computed by a small MLP of ``c`` (FiLM).  With no forcings and
 no noise (``cond_dim == 0``) it is a plain GroupNorm / LayerNorm with a learned
@@ -20,6 +23,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,14 +35,19 @@ __all__ = [
     "ConditionalNorm",
     "ConditionedBlock",
     "FineHead",
+    "PaddingMode",
     "ceil_to",
     "fine_extras",
     "geometric_sizes",
     "group_count",
     "noise_and_forcings",
     "resize",
+    "standard_normal",
     "variant",
 ]
+
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+"""The border padding of a convolution (``nn.Conv2d``'s ``padding_mode``)."""
 
 
 def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
@@ -65,21 +74,45 @@ def geometric_sizes(src: tuple[int, int], dst: tuple[int, int], stages: int) -> 
     return sizes
 
 
+def standard_normal(
+    *size: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """N(0, 1) draws of ``size`` on ``device``.
+
+    With a ``generator`` they are drawn from it, on the generator's device, then moved to
+    ``device`` when one is given (as :func:`downscale.models.heads.sample_gamma` does); with
+    ``None``, from torch's global RNG directly on ``device`` (torch's default device when ``None``).
+    """
+    if generator is None:
+        return torch.randn(*size, device=device, dtype=dtype)
+    z = torch.randn(*size, generator=generator, device=generator.device, dtype=dtype)
+    return z if device is None else z.to(device)
+
+
 def noise_and_forcings(
-    f: torch.Tensor | None, n_noise: int, batch: int, *, like: torch.Tensor | None = None
+    f: torch.Tensor | None,
+    n_noise: int,
+    batch: int,
+    *,
+    like: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor | None:
     """The conditioning vector ``c = concat(f, z)`` [B, F + n_noise], or ``None`` when empty.
 
-    ``z`` is drawn afresh on every call with ``torch.randn`` (global RNG).  ``f`` may be
-    ``None`` or have zero columns.  ``like`` gives device and dtype when ``f`` is absent.
+    ``z`` is drawn afresh on every call by :func:`standard_normal`: from ``generator``, or from
+    torch's global RNG when it is ``None``.  ``f`` may be ``None`` or have zero columns.  ``like``
+    gives device and dtype when ``f`` is absent.
     """
     parts = []
     if f is not None and f.shape[-1] > 0:
         parts.append(f.reshape(batch, -1))
     ref = f if f is not None else like
     if n_noise > 0:
-        kw = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
-        parts.append(torch.randn(batch, n_noise, **kw))
+        device, dtype = (ref.device, ref.dtype) if ref is not None else (None, None)
+        parts.append(standard_normal(batch, n_noise, generator=generator, device=device, dtype=dtype))
     if not parts:
         return None
     return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
@@ -105,12 +138,12 @@ class _FiLM(nn.Module):
         self.channels, self.cond_dim = channels, cond_dim
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+        self.mlp: nn.Sequential | None = None
         if cond_dim > 0:
-            self.mlp = nn.Sequential(nn.Linear(cond_dim, hidden), nn.SiLU(), nn.Linear(hidden, 2 * channels))
-            nn.init.normal_(self.mlp[-1].weight, std=init_std)
-            nn.init.zeros_(self.mlp[-1].bias)
-        else:
-            self.mlp = None
+            first, last = nn.Linear(cond_dim, hidden), nn.Linear(hidden, 2 * channels)
+            nn.init.normal_(last.weight, std=init_std)
+            nn.init.zeros_(last.bias)
+            self.mlp = nn.Sequential(first, nn.SiLU(), last)
 
     def forward(self, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale, shift), each [C] (unconditioned) or [B, C]."""
@@ -164,7 +197,7 @@ class ConditionedBlock(nn.Module):
         out_channels: int | None = None,
         cond_dim: int = 0,
         groups: int = 8,
-        padding_mode: str = "replicate",
+        padding_mode: PaddingMode = "replicate",
         act_layer: type[nn.Module] = nn.SiLU,
     ) -> None:
         super().__init__()
@@ -212,7 +245,7 @@ class FineHead(nn.Module):
         stages: int = 2,
         blocks: int = 2,
         groups: int = 8,
-        padding_mode: str = "replicate",
+        padding_mode: PaddingMode = "replicate",
     ) -> None:
         super().__init__()
         self.ups = nn.ModuleList(
@@ -232,7 +265,8 @@ class FineHead(nn.Module):
         self, z: torch.Tensor, c: torch.Tensor | None, extra: torch.Tensor | None, out_shape: tuple[int, int]
     ) -> torch.Tensor:
         out_shape = (int(out_shape[0]), int(out_shape[1]))
-        for size, block in zip(geometric_sizes(tuple(z.shape[-2:]), out_shape, len(self.ups)), self.ups, strict=False):
+        src = (int(z.shape[-2]), int(z.shape[-1]))
+        for size, block in zip(geometric_sizes(src, out_shape, len(self.ups)), self.ups, strict=False):
             z = block(resize(z, size), c)
         z = resize(z, out_shape)
         if extra is not None and extra.shape[1] > 0:
@@ -241,7 +275,7 @@ class FineHead(nn.Module):
         return self.out(self.act(self.norm(z, c)))
 
 
-def fine_extras(x: torch.Tensor, s: torch.Tensor | None, n_static: int, out_shape: tuple[int, int]) -> torch.Tensor:
+def fine_extras(x: torch.Tensor, s: torch.Tensor, n_static: int, out_shape: tuple[int, int]) -> torch.Tensor:
     """[B, C + S, H, W]: the predictors resized to the fine grid and the static fields."""
     parts = [resize(x, out_shape)]
     if n_static:
@@ -253,7 +287,7 @@ def ceil_to(n: int, multiple: int) -> int:
     return int(math.ceil(n / multiple) * multiple)
 
 
-def variant(cls: type, name: str, doc: str, **defaults) -> Callable[..., nn.Module]:
+def variant(cls: type[nn.Module], name: str, doc: str, **defaults: object) -> Callable[..., nn.Module]:
     """A factory for ``cls`` with other defaults, registered as a short name (timm's variants).
 
     Its signature is the class's with the new defaults, so that
@@ -264,13 +298,14 @@ def variant(cls: type, name: str, doc: str, **defaults) -> Callable[..., nn.Modu
     if unknown:
         raise TypeError(f"{cls.__name__} has no option(s) {sorted(unknown)}")
     params = [p.replace(default=defaults[p.name]) if p.name in defaults else p for p in sig.parameters.values()]
+    signature = sig.replace(parameters=params, return_annotation=cls)
 
-    def factory(*args, **kwargs):
-        bound = factory.__signature__.bind(*args, **kwargs)
+    def factory(*args: object, **kwargs: object) -> nn.Module:
+        bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         return cls(**bound.arguments)
 
-    factory.__signature__ = sig.replace(parameters=params, return_annotation=cls)
+    factory.__dict__["__signature__"] = signature  # what inspect.signature reads (not a typed attribute)
     factory.__name__ = factory.__qualname__ = name
     factory.__doc__ = doc
     factory.__module__ = cls.__module__

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from downscale.registry import Registry
+
+if TYPE_CHECKING:
+    from downscale.data.normalise import Normaliser, Stats
 
 __all__ = ["HEADS", "Criterion", "Head", "create_criterion", "masked_mean"]
 
@@ -38,7 +41,7 @@ class Head:
     channels: int = 1
     needs_members: bool = False  # True: the loss scores an ensemble (M > 1 forward passes)
 
-    def __init__(self, variable: str, stats: Any = None, **params: Any) -> None:
+    def __init__(self, variable: str, stats: Stats | None = None, **params: Any) -> None:
         self.variable = variable
         self.stats = stats  # downscale.data.normalise.Stats of this target, or None
         if params:
@@ -92,7 +95,10 @@ class Criterion:
     def __call__(self, out: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """Mean over variables of each head's masked loss."""
         parts = self._split(out)
-        total = sum(h.loss(o, y[:, v], m[:, v]) for v, (h, o) in enumerate(zip(self.heads, parts, strict=True)))
+        losses = [h.loss(o, y[:, v], m[:, v]) for v, (h, o) in enumerate(zip(self.heads, parts, strict=True))]
+        total = losses[0]
+        for loss in losses[1:]:
+            total = total + loss
         return total / len(self.heads)
 
     def per_variable(self, out: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> dict[str, float]:
@@ -125,7 +131,7 @@ def create_criterion(
     *,
     params: dict[str, dict[str, Any]] | None = None,
     members: int = 2,
-    normaliser: Any = None,
+    normaliser: Normaliser | None = None,
 ) -> Criterion:
     """Heads for ``targets``: ``default`` for each unless ``per_variable`` names another.
 

@@ -12,6 +12,8 @@ blocks whose norms are modulated (FiLM) by ``c = concat(f, z)`` with fresh noise
 ``noise_maps > 0`` adds that many fresh N(0, 1) fields on the fine grid to the
 decoder's input, so that members can differ at the grid scale (a global ``z``
 alone mostly modulates large scales); with a CRPS head the spread is learned.
+Both are drawn from the forward pass's ``generator`` (torch's global RNG when
+``None``), ``z`` first, then the maps.
 """
 
 from __future__ import annotations
@@ -23,15 +25,17 @@ from downscale.models.factory import register_model
 from downscale.models.layers import (
     ConditionedBlock,
     CondSequential,
+    PaddingMode,
     noise_and_forcings,
     resize,
+    standard_normal,
 )
 
 __all__ = ["SimpleCNN"]
 
 
 class ResBlock(nn.Module):
-    def __init__(self, width: int, padding_mode: str = "replicate") -> None:
+    def __init__(self, width: int, padding_mode: PaddingMode = "replicate") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(width, width, 3, padding=1, padding_mode=padding_mode)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1, padding_mode=padding_mode)
@@ -55,7 +59,7 @@ class SimpleCNN(nn.Module):
         width: int = 48,
         coarse_blocks: int = 2,
         fine_blocks: int = 3,
-        padding_mode: str = "replicate",
+        padding_mode: PaddingMode = "replicate",
     ) -> None:
         super().__init__()
         self.n_forcings, self.n_static, self.n_noise = n_forcings, n_static, n_noise
@@ -77,17 +81,31 @@ class SimpleCNN(nn.Module):
         self.fine = CondSequential(block() for _ in range(fine_blocks))
         self.head = nn.Conv2d(width, out_channels, 1)
 
-    def forward(self, x: torch.Tensor, f: torch.Tensor, s: torch.Tensor, out_shape: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        f: torch.Tensor,
+        s: torch.Tensor,
+        out_shape: tuple[int, int],
+        *,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         b, _, h, w = x.shape
         inp = x
         if self.n_forcings:
             inp = torch.cat([x, f[:, :, None, None].expand(b, self.n_forcings, h, w)], dim=1)
-        c = noise_and_forcings(f if self.n_forcings else None, self.n_noise, b, like=x) if self.n_noise else None
+        c = (
+            noise_and_forcings(f if self.n_forcings else None, self.n_noise, b, like=x, generator=generator)
+            if self.n_noise
+            else None
+        )
         z = self.coarse(self.stem(inp), c)
-        size = tuple(out_shape)
+        size = (int(out_shape[0]), int(out_shape[1]))
         parts = [resize(z, size), resize(x, size)] + ([s] if self.n_static else [])
         if self.noise_maps:
-            parts.append(torch.randn(b, self.noise_maps, *size, device=x.device, dtype=z.dtype))
+            parts.append(
+                standard_normal(b, self.noise_maps, *size, generator=generator, device=x.device, dtype=z.dtype)
+            )
         z = self.fine(self.merge(torch.cat(parts, dim=1)), c)
         return self.head(z)
 

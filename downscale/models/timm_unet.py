@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -32,11 +33,15 @@ from downscale.models.factory import register_model
 from downscale.models.layers import (
     ConditionedBlock,
     FineHead,
+    PaddingMode,
     ceil_to,
     fine_extras,
     noise_and_forcings,
     resize,
 )
+
+if TYPE_CHECKING:
+    from timm.models import FeatureInfo
 
 __all__ = ["TimmUNet"]
 
@@ -45,7 +50,13 @@ class DecoderStage(nn.Module):
     """Resize to the skip's exact size, concatenate it, then a conditioned block."""
 
     def __init__(
-        self, in_channels: int, skip_channels: int, out_channels: int, cond_dim: int, groups: int, padding_mode: str
+        self,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        cond_dim: int,
+        groups: int,
+        padding_mode: PaddingMode,
     ) -> None:
         super().__init__()
         self.block = ConditionedBlock(in_channels + skip_channels, out_channels, cond_dim, groups, padding_mode)
@@ -64,7 +75,7 @@ def _create_encoder(name: str, in_channels: int, out_indices: Sequence[int] | No
             expected="a timm model name (timm.list_models()) that supports features_only",
             fix=f"did you mean '{near}'?" if near else "pick a name from timm.list_models()",
         )
-    kwargs = {"out_indices": tuple(out_indices)} if out_indices is not None else {}
+    kwargs: dict[str, Any] = {"out_indices": tuple(out_indices)} if out_indices is not None else {}
     return timm.create_model(name, features_only=True, pretrained=False, in_chans=in_channels, **kwargs)
 
 
@@ -85,15 +96,17 @@ class TimmUNet(nn.Module):
         up_stages: int = 2,
         fine_blocks: int = 2,
         groups: int = 8,
-        padding_mode: str = "replicate",
+        padding_mode: PaddingMode = "replicate",
     ) -> None:
         super().__init__()
         self.n_forcings, self.n_static, self.n_noise = n_forcings, n_static, n_noise
         self.stem_scale = float(stem_scale)
         cond = n_forcings + n_noise
         self.encoder = _create_encoder(encoder, in_channels, out_indices)
-        chans = list(self.encoder.feature_info.channels())
-        self.max_reduction = int(max(self.encoder.feature_info.reduction()))
+        # timm types create_model as returning a plain nn.Module; a features_only model has a FeatureInfo
+        info = cast("FeatureInfo", self.encoder.feature_info)
+        chans = list(info.channels())
+        self.max_reduction = int(max(info.reduction()))
         self.inject = nn.Linear(cond, chans[-1]) if cond else None
         self.bottleneck = ConditionedBlock(chans[-1], chans[-1], cond, groups, padding_mode)
         self.decoder = nn.ModuleList(
@@ -117,9 +130,17 @@ class TimmUNet(nn.Module):
         r = self.max_reduction
         return ceil_to(max(1, round(h * self.stem_scale)), r), ceil_to(max(1, round(w * self.stem_scale)), r)
 
-    def forward(self, x: torch.Tensor, f: torch.Tensor, s: torch.Tensor, out_shape: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        f: torch.Tensor,
+        s: torch.Tensor,
+        out_shape: tuple[int, int],
+        *,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         b, _, h, w = x.shape
-        c = noise_and_forcings(f if self.n_forcings else None, self.n_noise, b, like=x)
+        c = noise_and_forcings(f if self.n_forcings else None, self.n_noise, b, like=x, generator=generator)
         feats = self.encoder(resize(x, self.stem_size(h, w)))
         z = feats[-1]
         if self.inject is not None:

@@ -29,6 +29,7 @@ from downscale.models.factory import register_model
 from downscale.models.layers import (
     ConditionalLayerNorm,
     FineHead,
+    PaddingMode,
     ceil_to,
     fine_extras,
     noise_and_forcings,
@@ -94,7 +95,7 @@ class CoarseViT(nn.Module):
         up_stages: int = 2,
         fine_blocks: int = 2,
         groups: int = 8,
-        padding_mode: str = "replicate",
+        padding_mode: PaddingMode = "replicate",
     ) -> None:
         super().__init__()
         if embed_dim % num_heads:
@@ -122,9 +123,17 @@ class CoarseViT(nn.Module):
             padding_mode=padding_mode,
         )
 
-    def forward(self, x: torch.Tensor, f: torch.Tensor, s: torch.Tensor, out_shape: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        f: torch.Tensor,
+        s: torch.Tensor,
+        out_shape: tuple[int, int],
+        *,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         b, _, h, w = x.shape
-        c = noise_and_forcings(f if self.n_forcings else None, self.n_noise, b, like=x)
+        c = noise_and_forcings(f if self.n_forcings else None, self.n_noise, b, like=x, generator=generator)
         p = self.patch
         z = self.pos[0](self.embed(resize(x, (ceil_to(h, p), ceil_to(w, p)))))
         gh, gw = z.shape[-2:]

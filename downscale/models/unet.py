@@ -31,6 +31,7 @@ from downscale.models.factory import register_model
 from downscale.models.layers import (
     ConditionedBlock,
     FineHead,
+    PaddingMode,
     fine_extras,
     noise_and_forcings,
     resize,
@@ -43,7 +44,9 @@ __all__ = ["UNet"]
 class DownStage(nn.Module):
     """Stride-2 conv (ceil-size output) then a conditioned block."""
 
-    def __init__(self, in_channels: int, out_channels: int, cond_dim: int, groups: int, padding_mode: str) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, cond_dim: int, groups: int, padding_mode: PaddingMode
+    ) -> None:
         super().__init__()
         self.down = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, padding_mode=padding_mode)
         self.block = ConditionedBlock(out_channels, out_channels, cond_dim, groups, padding_mode)
@@ -55,7 +58,9 @@ class DownStage(nn.Module):
 class UpStage(nn.Module):
     """Resize to the skip's exact size, concatenate it, then a conditioned block."""
 
-    def __init__(self, in_channels: int, skip_channels: int, cond_dim: int, groups: int, padding_mode: str) -> None:
+    def __init__(
+        self, in_channels: int, skip_channels: int, cond_dim: int, groups: int, padding_mode: PaddingMode
+    ) -> None:
         super().__init__()
         self.block = ConditionedBlock(in_channels + skip_channels, skip_channels, cond_dim, groups, padding_mode)
 
@@ -82,7 +87,7 @@ class UNet(nn.Module):
         fine_blocks: int = 2,
         up_stages: int = 2,
         groups: int = 8,
-        padding_mode: str = "replicate",
+        padding_mode: PaddingMode = "replicate",
     ) -> None:
         super().__init__()
         self.n_forcings, self.n_static, self.n_noise = n_forcings, n_static, n_noise
@@ -110,8 +115,16 @@ class UNet(nn.Module):
             padding_mode=padding_mode,
         )
 
-    def forward(self, x: torch.Tensor, f: torch.Tensor, s: torch.Tensor, out_shape: tuple[int, int]) -> torch.Tensor:
-        c = noise_and_forcings(f if self.n_forcings else None, self.n_noise, x.shape[0], like=x)
+    def forward(
+        self,
+        x: torch.Tensor,
+        f: torch.Tensor,
+        s: torch.Tensor,
+        out_shape: tuple[int, int],
+        *,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        c = noise_and_forcings(f if self.n_forcings else None, self.n_noise, x.shape[0], like=x, generator=generator)
         z = self.enc0(self.stem(x), c)
         skips = [z]
         for down in self.downs:

@@ -188,7 +188,7 @@ def remap_state(
             )
         else:
             mappable = False
-        if mappable:
+        if mappable and nl is not None and ol is not None:  # (mappable implies both; said again for the type checker)
             maps[dim] = _pairs(nl, ol)
             added = [lab for lab in nl if lab not in ol]
             dropped = [lab for lab in ol if lab not in nl]

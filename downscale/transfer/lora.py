@@ -16,23 +16,32 @@ from torch import nn
 __all__ = ["LoRA", "add_lora", "merge_lora"]
 
 
+def _pair(size: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-d convolution's (kernel size, stride, ...) pair, typed as one."""
+    a, b = size
+    return a, b
+
+
 class LoRA(nn.Module):
     """A frozen ``base`` layer plus a trainable low-rank update."""
 
-    def __init__(self, base: nn.Module, rank: int, alpha: float) -> None:
+    def __init__(self, base: nn.Conv2d | nn.Linear, rank: int, alpha: float) -> None:
         super().__init__()
         self.base = base
         for p in base.parameters():
             p.requires_grad_(False)
         self.scale = float(alpha) / rank
+        self.down: nn.Conv2d | nn.Linear
+        self.up: nn.Conv2d | nn.Linear
         if isinstance(base, nn.Conv2d):
+            padding = base.padding if isinstance(base.padding, str) else _pair(base.padding)
             self.down = nn.Conv2d(
                 base.in_channels,
                 rank,
-                base.kernel_size,
-                base.stride,
-                base.padding,
-                base.dilation,
+                _pair(base.kernel_size),
+                _pair(base.stride),
+                padding,
+                _pair(base.dilation),
                 bias=False,
                 padding_mode=base.padding_mode,
             )
