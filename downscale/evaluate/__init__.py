@@ -16,7 +16,7 @@ diagnostics (:mod:`~.diagnostics`), the metric registry (:mod:`~.metric_registry
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from downscale.evaluate import diagnostics, indices
 from downscale.evaluate.metric_registry import (
@@ -49,6 +49,10 @@ from downscale.skill.metrics import (
     wet_day_frequency_abs_bias,
 )
 
+if TYPE_CHECKING:
+    from downscale.evaluate.config import EvaluateConfig
+    from downscale.evaluate.runner import EvaluationResult
+
 __all__ = [
     "BASELINES",
     "METRICS",
@@ -79,7 +83,7 @@ __all__ = [
 ]
 
 
-def evaluate(config: Any, out_dir: str | Path, **kwargs: Any) -> Any:
+def evaluate(config: EvaluateConfig | str | Path, out_dir: str | Path, **kwargs: Any) -> EvaluationResult:
     """Run an evaluation config (a YAML path or an EvaluateConfig); see :func:`downscale.evaluate.runner.evaluate`."""
     from downscale.evaluate.runner import evaluate as run
 

@@ -15,8 +15,10 @@ All fields come back as ``(time, y, x)`` DataArrays on the fine grid, in human u
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -24,7 +26,23 @@ import xarray as xr
 from downscale.data.calendar import format_date
 from downscale.errors import DataError, GridMismatchError, MissingVariableError
 
-__all__ = ["CaseData", "Predictions", "TrainingBaselines", "fit_baselines", "load_case", "predict_case"]
+if TYPE_CHECKING:
+    from downscale.data.grids import Grid
+    from downscale.emulator import Emulator
+    from downscale.recipe import PeriodSpec, Recipe
+    from downscale.skill.baselines import Bilinear
+
+__all__ = [
+    "CaseData",
+    "Predictions",
+    "TrainingBaselines",
+    "fit_baselines",
+    "load_case",
+    "meta_section",
+    "predict_case",
+]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,8 +71,17 @@ class Predictions:
 class TrainingBaselines:
     """The baselines of one emulator, fitted on its training period: variable -> baseline name -> model."""
 
-    models: dict[str, dict[str, Any]]
+    models: dict[str, dict[str, Bilinear]]
     notes: list[str]
+
+
+def meta_section(emulator: Emulator, key: str) -> dict[str, Any]:
+    """A JSON section of the emulator's bundle metadata (``recipe``, ``provenance``), a copy; empty if absent.
+
+    The metadata is a mapping or an object with the section as an attribute (a typed bundle schema)."""
+    meta = emulator.meta
+    value = meta.get(key) if isinstance(meta, dict) else getattr(meta, key, None)
+    return dict(value or {})
 
 
 def _human(da: xr.DataArray, name: str) -> xr.DataArray:
@@ -66,7 +93,7 @@ def _human(da: xr.DataArray, name: str) -> xr.DataArray:
     return out.rename(name)
 
 
-def _open(files: list[str], name: str, period: Any, resolve: Any, where: str) -> xr.DataArray:
+def _open(files: list[str], name: str, period: PeriodSpec, resolve: Callable[[str], str], where: str) -> xr.DataArray:
     from downscale.data.calendar import select_period
     from downscale.data.io import open_variable
 
@@ -75,7 +102,7 @@ def _open(files: list[str], name: str, period: Any, resolve: Any, where: str) ->
     return select_period(da, period.to_period(), file=first)
 
 
-def _grid(da: xr.DataArray) -> Any:
+def _grid(da: xr.DataArray) -> Grid:
     from downscale.data.grids import Grid
 
     return Grid.from_dataset(da, file=(da.attrs.get("source_files") or [None])[0])
@@ -109,14 +136,14 @@ def _files_for(spec: dict[str, list[str]] | None, name: str, role: str, test: st
 
 
 def load_case(
-    emulator: Any,
+    emulator: Emulator,
     target: dict[str, list[str]],
     predictors: dict[str, list[str]] | None,
-    period: Any,
+    period: PeriodSpec,
     *,
     matched: bool,
     scenario: str,
-    resolve: Any,
+    resolve: Callable[[str], str],
     test: str,
 ) -> CaseData:
     """The target and predictors of a test (or of its reference period) for ``emulator``; see the module doc."""
@@ -124,7 +151,7 @@ def load_case(
     from downscale.data.pairing import stack_channels
     from downscale.data.regrid import create_regridder
 
-    recipe_data = emulator.meta.get("recipe", {}).get("data", {})
+    recipe_data = meta_section(emulator, "recipe").get("data", {})
     truth: dict[str, xr.DataArray] = {}
     for name in emulator.targets:
         da = _open(_files_for(target, name, "target", test), name, period, resolve, test)
@@ -151,14 +178,20 @@ def load_case(
                 "a target to upscale",
                 fix="list the test's predictors files",
             )
-        up = create_regridder(emulator.fine_grid, emulator.coarse_grid, recipe_data.get("upscale", "area_mean"))
+        method = recipe_data.get("upscale", "area_mean")
+        logger.debug(
+            "test %s: predictors %s are the target upscaled (%s)", test, ", ".join(emulator.predictors), method
+        )
+        up = create_regridder(emulator.fine_grid, emulator.coarse_grid, method)
         fields = {p: up(truth[p]) for p in emulator.predictors}
     else:
         for name in emulator.predictors:
             da = _open(_files_for(predictors, name, "predictors", test), name, period, resolve, test)
             grid = _grid(da)
             if grid.id != emulator.coarse_grid.id:
-                da = create_regridder(grid, emulator.coarse_grid, recipe_data.get("regrid", "bilinear"))(da)
+                method = recipe_data.get("regrid", "bilinear")
+                logger.debug("test %s: predictor %s regridded (%s) from %s", test, name, method, grid.describe())
+                da = create_regridder(grid, emulator.coarse_grid, method)(da)
             fields[name] = da
         fields = _common_days(fields)
     if matched:
@@ -186,7 +219,7 @@ def load_case(
     return CaseData(x=x, truth=truth, f=f, matched=matched, scenario=scenario)
 
 
-def fit_baselines(emulator: Any, recipe: Any, names: list[str]) -> TrainingBaselines:
+def fit_baselines(emulator: Emulator, recipe: Recipe, names: list[str]) -> TrainingBaselines:
     """Every baseline of ``names`` for each target that is also a predictor, fitted on the training period of
     ``recipe`` (the emulator's own training data).  Quantile mapping is skipped, with a note, without xsdba."""
     from downscale.data.pairing import build_pairs
@@ -214,7 +247,7 @@ def fit_baselines(emulator: Any, recipe: Any, names: list[str]) -> TrainingBasel
             expected=emulator.fine_grid.describe(),
             fix="give the recipe the emulator was trained from (emulators[].recipe)",
         )
-    models: dict[str, dict[str, Any]] = {}
+    models: dict[str, dict[str, Bilinear]] = {}
     for var in shared:
         units = get_spec(var).units  # the stacked channels do not carry each variable's units
         xc = paired.x.sel(channel=var).isel(time=idx).load().assign_attrs(units=units)
@@ -236,7 +269,7 @@ def _as_field(values: np.ndarray, truth: xr.DataArray, time: xr.DataArray, name:
 
 
 def predict_case(
-    emulator: Any, case: CaseData, baselines: TrainingBaselines, *, members: int, seed: int
+    emulator: Emulator, case: CaseData, baselines: TrainingBaselines, *, members: int, seed: int
 ) -> Predictions:
     """The emulator's estimate, realisation and (stochastic emulators) ensemble, and every fitted baseline, on the
     case's predictors; with the truth, all in human units."""

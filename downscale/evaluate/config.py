@@ -51,7 +51,7 @@ from downscale.recipe import (
 __all__ = ["DEFAULT_METRICS", "EmulatorSpec", "EvaluateConfig", "ReferenceSpec", "TestCase", "load_evaluate_config"]
 
 #: the metrics run when the config lists none
-DEFAULT_METRICS: list[Any] = [
+DEFAULT_METRICS: list[str | dict[str, Any]] = [
     "rmse",
     "temporal_correlation",
     "ralsd",

@@ -21,6 +21,7 @@ import xarray as xr
 
 from downscale.evaluate.indices import compute_index
 from downscale.skill import metrics as M
+from downscale.skill.metrics import Field, Mask
 
 __all__ = [
     "cc_signal_error",
@@ -44,11 +45,12 @@ def _nanmean(a: np.ndarray) -> float:
     return float(np.mean(a[finite])) if finite.any() else float("nan")
 
 
-def _valid_cells(truth: xr.DataArray, mask: Any = None) -> np.ndarray:
+def _valid_cells(truth: xr.DataArray, mask: Mask = None) -> np.ndarray:
     """``(y, x)``: cells where the truth has a valid value on some day and ``mask`` is True."""
     t = truth.transpose("time", ...) if "time" in truth.dims else truth
     valid = np.isfinite(np.asarray(t.values, np.float64))
-    valid = valid.any(axis=0) if valid.ndim == 3 else valid
+    if valid.ndim == 3:
+        valid = np.any(valid, axis=0)
     if mask is not None:
         valid &= np.asarray(mask.values if isinstance(mask, xr.DataArray) else mask, dtype=bool)
     return valid
@@ -60,7 +62,7 @@ def _masked(field: xr.DataArray, valid: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- indices
 def index_bias_map(
-    pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None, **params: Any
+    pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Mask = None, **params: Any
 ) -> xr.DataArray:
     """``(y, x)``: climatology of index ``index`` of pred minus that of truth (NaN outside the valid cells)."""
     ip, it = compute_index(pred, index, **params), compute_index(truth, index, **params)
@@ -69,13 +71,15 @@ def index_bias_map(
     return it.copy(data=values).rename(f"{index}_bias")
 
 
-def index_bias(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None, **params: Any) -> float:
+def index_bias(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Mask = None, **params: Any) -> float:
     """Spatial mean of ``|I(pred) - I(truth)|``, ``I`` the climatology of index ``index`` (any registered index,
     with its options: ``index="quantile", q=0.99``; ``index="su", thresh="25 degC"``).  In the index's units."""
     return _nanmean(np.abs(index_bias_map(pred, truth, index, mask, **params).values))
 
 
-def index_ratio(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None, **params: Any) -> float:
+def index_ratio(
+    pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Mask = None, **params: Any
+) -> float:
     """Spatial mean of ``I(pred) / I(truth)`` over the valid cells where ``I(truth) != 0`` (1 is perfect).
 
     Meant for ratio-scale indices (precipitation amounts, counts, variabilities)."""
@@ -88,7 +92,7 @@ def index_ratio(pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", ma
 
 
 def spatial_correlation_of_index(
-    pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Any = None, **params: Any
+    pred: xr.DataArray, truth: xr.DataArray, index: str = "mean", mask: Mask = None, **params: Any
 ) -> float:
     """Pearson correlation across the valid cells of the two climatologies of ``index`` (default: time mean).
 
@@ -110,7 +114,7 @@ def _w1(a: np.ndarray, b: np.ndarray) -> float:
     return float(wasserstein_distance(a, b))
 
 
-def wasserstein(pred: xr.DataArray, truth: xr.DataArray, mask: Any = None, *, per_cell: bool = False) -> float:
+def wasserstein(pred: xr.DataArray, truth: xr.DataArray, mask: Mask = None, *, per_cell: bool = False) -> float:
     """First Wasserstein (earth mover's) distance between the distributions of pred and truth, in their units.
 
     ``per_cell=False`` pools every valid (cell, day) value of each field; ``per_cell=True`` takes the distance
@@ -145,7 +149,7 @@ def _w1_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (np.diff(u)[:, None] * np.abs(qa - qb)).sum(axis=0)
 
 
-def psd_distance(pred: xr.DataArray, truth: xr.DataArray, mask: Any = None) -> float:
+def psd_distance(pred: xr.DataArray, truth: xr.DataArray, mask: Mask = None) -> float:
     """RALSD between the time-mean radially averaged spectra of pred and truth, in dB (days need not match).
 
     ``sqrt(mean_k (10 log10 P_pred(k) - 10 log10 P_truth(k))^2)`` with ``P`` from
@@ -163,7 +167,7 @@ def psd_distance(pred: xr.DataArray, truth: xr.DataArray, mask: Any = None) -> f
 def pr_tas_correlation_bias(
     pred: dict[str, xr.DataArray],
     truth: dict[str, xr.DataArray],
-    mask: Any = None,
+    mask: Mask = None,
     *,
     pair: tuple[str, str] = ("pr", "tas"),
 ) -> float:
@@ -189,7 +193,7 @@ def cc_signal_error(
     truth_hist: xr.DataArray,
     truth_fut: xr.DataArray,
     index: str = "mean",
-    mask: Any = None,
+    mask: Mask = None,
     **params: Any,
 ) -> float:
     """Spatial mean of ``|ΔI(pred) - ΔI(truth)|`` with ``ΔI = I(future) - I(historical)``, in the index's units.
@@ -202,7 +206,7 @@ def cc_signal_error(
 
 
 # --------------------------------------------------------------------------- ensembles
-def _ensemble(ens: Any, truth: Any, member_dim: str) -> tuple[np.ndarray, np.ndarray]:
+def _ensemble(ens: Field, truth: Field, member_dim: str) -> tuple[np.ndarray, np.ndarray]:
     """``(member, time, y, x)`` and ``(time, y, x)`` float64 arrays, NaN where either is invalid."""
     if isinstance(ens, xr.DataArray):
         dims = [member_dim] + [
@@ -218,7 +222,9 @@ def _ensemble(ens: Any, truth: Any, member_dim: str) -> tuple[np.ndarray, np.nda
     return np.where(valid, e, np.nan), np.where(valid, t, np.nan)
 
 
-def crps_ensemble(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member", fair: bool = False) -> float:
+def crps_ensemble(
+    ens: Field, truth: Field, mask: Mask = None, *, member_dim: str = "member", fair: bool = False
+) -> float:
     """Mean CRPS of an ensemble over every valid (cell, day) value, in the units of the inputs.
 
     ``CRPS = mean_i |X_i - y| - 1/(2 M^2) sum_ij |X_i - X_j|``; ``fair=True`` divides the second term by
@@ -239,7 +245,7 @@ def crps_ensemble(ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "
 
 
 def rank_histogram(
-    ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member", seed: int = 0
+    ens: Field, truth: Field, mask: Mask = None, *, member_dim: str = "member", seed: int = 0
 ) -> xr.DataArray:
     """Frequency (summing to 1) of the rank of the truth among the members, ranks ``0..M``; ties broken at random.
 
@@ -263,7 +269,7 @@ def rank_histogram(
 
 
 def rank_histogram_deviation(
-    ens: Any, truth: Any, mask: Any = None, *, member_dim: str = "member", seed: int = 0
+    ens: Field, truth: Field, mask: Mask = None, *, member_dim: str = "member", seed: int = 0
 ) -> float:
     """Root-mean-square relative departure of the rank histogram from flat: ``sqrt(mean((f (M+1) - 1)^2))``.
 

@@ -12,10 +12,13 @@ matplotlib is imported lazily with the non-interactive Agg backend.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from downscale.evaluate import diagnostics as D
 from downscale.skill import metrics as M
@@ -41,7 +44,7 @@ def _plt() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     _plt().close(fig)

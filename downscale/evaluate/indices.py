@@ -95,7 +95,7 @@ def _ureg() -> Any:
     return units
 
 
-def _check(da: Any, name: str) -> xr.DataArray:
+def _check(da: object, name: str) -> xr.DataArray:
     if not isinstance(da, xr.DataArray) or "time" not in da.dims:
         raise TypeError(f"index {name} needs an xarray DataArray with a 'time' dimension")
     if not str(da.attrs.get("units", "")).strip():
@@ -162,7 +162,7 @@ def _to_pr_units(da: xr.DataArray) -> xr.DataArray:
         ) from None
 
 
-def pr_threshold(value: Any) -> float:
+def pr_threshold(value: float | str) -> float:
     """A precipitation threshold in mm/day: a number (already mm/day) or a string with units ("1 mm/day")."""
     if isinstance(value, (int, float, np.floating, np.integer)):
         return float(value)
@@ -185,7 +185,7 @@ def pr_threshold(value: Any) -> float:
         ) from None
 
 
-def threshold_in(value: Any, units: str) -> float:
+def threshold_in(value: float | str, units: str) -> float:
     """A threshold that carries its units (``"25 degC"``) as a number in ``units`` (e.g. 298.15 for K)."""
     if isinstance(value, (int, float, np.floating, np.integer)):
         raise UnitsError(
@@ -320,7 +320,7 @@ def txn(da: xr.DataArray, *, season: str | None = None) -> xr.DataArray:
 
 
 @_register("su", applies_to="temperature", units="days")
-def su(da: xr.DataArray, *, thresh: Any = "25 degC", season: str | None = None) -> xr.DataArray:
+def su(da: xr.DataArray, *, thresh: float | str = "25 degC", season: str | None = None) -> xr.DataArray:
     """Number of days above ``thresh`` (which carries its units, e.g. ``"25 degC"``) per season year."""
     da, years = select_season(_check(da, "su"), season)
     t = threshold_in(thresh, str(da.attrs["units"]))
@@ -341,7 +341,7 @@ def rx1day(da: xr.DataArray, *, season: str | None = None) -> xr.DataArray:
 
 
 @_register("sdii", applies_to="precipitation", units="precipitation")
-def sdii(da: xr.DataArray, *, thresh: Any = 1.0, season: str | None = None) -> xr.DataArray:
+def sdii(da: xr.DataArray, *, thresh: float | str = 1.0, season: str | None = None) -> xr.DataArray:
     """Simple daily intensity: mean precipitation of the wet days (``>= thresh`` mm/day) per season year, mm/day.
 
     NaN for a year without a wet day."""
@@ -357,7 +357,7 @@ def sdii(da: xr.DataArray, *, thresh: Any = 1.0, season: str | None = None) -> x
 
 
 @_register("cdd", applies_to="precipitation", units="days")
-def cdd(da: xr.DataArray, *, thresh: Any = 1.0, season: str | None = None) -> xr.DataArray:
+def cdd(da: xr.DataArray, *, thresh: float | str = 1.0, season: str | None = None) -> xr.DataArray:
     """Longest run of consecutive dry days (``< thresh`` mm/day) per season year, in days."""
     da, years = select_season(_to_pr_units(_check(da, "cdd")), season)
     t = pr_threshold(thresh)
@@ -370,7 +370,7 @@ def cdd(da: xr.DataArray, *, thresh: Any = 1.0, season: str | None = None) -> xr
 
 
 @_register("cwd", applies_to="precipitation", units="days")
-def cwd(da: xr.DataArray, *, thresh: Any = 1.0, season: str | None = None) -> xr.DataArray:
+def cwd(da: xr.DataArray, *, thresh: float | str = 1.0, season: str | None = None) -> xr.DataArray:
     """Longest run of consecutive wet days (``>= thresh`` mm/day) per season year, in days."""
     da, years = select_season(_to_pr_units(_check(da, "cwd")), season)
     t = pr_threshold(thresh)
@@ -383,7 +383,7 @@ def cwd(da: xr.DataArray, *, thresh: Any = 1.0, season: str | None = None) -> xr
 
 
 @_register("wet_day_frequency", applies_to="precipitation", units="%")
-def wet_day_frequency(da: xr.DataArray, *, thresh: Any = 1.0, season: str | None = None) -> xr.DataArray:
+def wet_day_frequency(da: xr.DataArray, *, thresh: float | str = 1.0, season: str | None = None) -> xr.DataArray:
     """Percentage (0..100) of valid days with at least ``thresh`` mm/day."""
     da, _ = select_season(_to_pr_units(_check(da, "wet_day_frequency")), season)
     from downscale.skill.metrics import wet_day_frequency as frequency

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import logging
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +64,8 @@ __all__ = [
     "register_metric",
     "variable_kind",
 ]
+
+logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "downscale.metrics"
 NEEDS: tuple[str, ...] = ("paired", "distribution", "multivariate", "signal", "ensemble")
@@ -128,16 +130,18 @@ def load_entry_points(*, force: bool = False) -> list[str]:
         try:
             obj = ep.load()
         except Exception as exc:  # a broken plug-in must not break the built-in metrics
-            warnings.warn(f"metric plug-in '{ep.name}' ({ep.value}) could not be loaded: {exc}", stacklevel=2)
+            logger.warning("metric plug-in '%s' (%s) could not be loaded: %s", ep.name, ep.value, exc)
             continue
         if not isinstance(obj, Metric):
             if not callable(obj):
-                warnings.warn(f"metric plug-in '{ep.name}' ({ep.value}) is neither a Metric nor callable", stacklevel=2)
+                logger.warning("metric plug-in '%s' (%s) is neither a Metric nor callable", ep.name, ep.value)
                 continue
             doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
             obj = Metric(ep.name, obj, description=doc[0] if doc else f"plug-in {ep.value}")
         METRICS.register(ep.name)(obj)
         added.append(ep.name)
+    if added:
+        logger.info("metric plug-ins registered: %s", ", ".join(added))
     return added
 
 
@@ -160,7 +164,7 @@ def variable_kind(units: str) -> str:
     return kind_from_units(units) or "other"
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return "".join(str(value).split())

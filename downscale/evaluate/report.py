@@ -16,7 +16,10 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from downscale.evaluate.config import EvaluateConfig
 
 __all__ = ["COLUMNS", "scorecard", "summary", "write_report"]
 
@@ -40,7 +43,7 @@ _BETTER = {"lower": "lower is better", "higher": "higher is better", "one": "1 i
 _SHADES = ["#b8e0b0", "#e8f3c4", "#fbe3b8", "#f7c1ad", "#f3a6a0"]
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: float | None) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     a = abs(v)
@@ -98,7 +101,8 @@ def summary(rows: list[dict[str, Any]], emulator: str) -> list[dict[str, Any]]:
         here = [r for r in mine if r["test"] == test]
         keys = list(dict.fromkeys((r["variable"], r["metric"]) for r in here))
         rank = {(r["variable"], r["metric"], r["method"]): r.get("rank") for r in here}
-        entry = {"test": test, "title": title, "kind": kind, "rows": 0, "first": 0, "beats": {}}
+        beats: dict[str, tuple[int, int]] = {}
+        entry: dict[str, Any] = {"test": test, "title": title, "kind": kind, "rows": 0, "first": 0, "beats": beats}
         for var, metric in keys:
             mine_rank = rank.get((var, metric, "emulator"))
             if mine_rank is None:
@@ -110,8 +114,8 @@ def summary(rows: list[dict[str, Any]], emulator: str) -> list[dict[str, Any]]:
             entry["first"] += int(mine_rank == 1)
             for m in others:
                 r = rank[(var, metric, m)]
-                wins, total = entry["beats"].get(m, (0, 0))
-                entry["beats"][m] = (wins + int(r is None or mine_rank < r), total + 1)
+                wins, total = beats.get(m, (0, 0))
+                beats[m] = (wins + int(r is None or mine_rank < r), total + 1)
         out.append(entry)
     return out
 
@@ -129,7 +133,9 @@ def _test_titles(rows: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------- markdown
-def _markdown(config: Any, rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+def _markdown(
+    config: EvaluateConfig, rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any]
+) -> str:
     out = [f"# Evaluation: {config.name}", ""]
     if config.description:
         out += [config.description.strip(), ""]
@@ -186,10 +192,10 @@ def _markdown(config: Any, rows: list[dict[str, Any]], figures: list[dict[str, A
                 cells.append(f"**{text}**" if rank == 1 and entry["n"].get(col[0], 0) > 1 else text)
             out.append(f"| {entry['variable']} | {entry['metric']} | {entry['units']} | " + " | ".join(cells) + " |")
         out.append("")
-        for t in tests:
-            figs = [f for f in figures if f["emulator"] == spec.name and f["test"] == t]
+        for tname in tests:
+            figs = [f for f in figures if f["emulator"] == spec.name and f["test"] == tname]
             if figs:
-                out += [f"#### Figures: {titles[t][0]}", ""]
+                out += [f"#### Figures: {titles[tname][0]}", ""]
                 out += [f"![{f['variable']} {f['caption']}]({f['path']})" for f in figs] + [""]
     if meta.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in meta["notes"]] + [""]
@@ -209,12 +215,16 @@ code{background:#f4f4f4;padding:0 3px}
 """
 
 
-def _e(text: Any) -> str:
+def _e(text: object) -> str:
     return html.escape(str(text))
 
 
 def _html(
-    config: Any, rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any], out_dir: Path
+    config: EvaluateConfig,
+    rows: list[dict[str, Any]],
+    figures: list[dict[str, Any]],
+    meta: dict[str, Any],
+    out_dir: Path,
 ) -> str:
     titles = _test_titles(rows)
     h = [
@@ -274,9 +284,9 @@ def _html(
         h.append(
             "<h3>Scorecard</h3><table><tr><th rowspan=2>variable</th><th rowspan=2>metric</th><th rowspan=2>units</th>"
         )
-        for t in tests:
-            n = sum(1 for c in columns if c[0] == t)
-            h.append(f"<th class=group colspan={n}>{_e(titles[t][0])} ({titles[t][1]})</th>")
+        for tname in tests:
+            n = sum(1 for c in columns if c[0] == tname)
+            h.append(f"<th class=group colspan={n}>{_e(titles[tname][0])} ({titles[tname][1]})</th>")
         h.append("</tr><tr>" + "".join(f"<th>{_e(m)}</th>" for _, m in columns) + "</tr>")
         for entry in table:
             tr = [
@@ -294,11 +304,11 @@ def _html(
                 tr.append(f"<td{cls}{style}>{_fmt(value)}</td>")
             h.append("".join(tr) + "</tr>")
         h.append("</table>")
-        for t in tests:
-            figs = [f for f in figures if f["emulator"] == spec.name and f["test"] == t]
+        for tname in tests:
+            figs = [f for f in figures if f["emulator"] == spec.name and f["test"] == tname]
             if not figs:
                 continue
-            h.append(f"<h4>Figures: {_e(titles[t][0])}</h4><div class=figs>")
+            h.append(f"<h4>Figures: {_e(titles[tname][0])}</h4><div class=figs>")
             for f in figs:
                 data = base64.b64encode((out_dir / f["path"]).read_bytes()).decode()
                 h.append(
@@ -328,7 +338,11 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 
 def write_report(
-    out_dir: Path, config: Any, rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any]
+    out_dir: Path,
+    config: EvaluateConfig,
+    rows: list[dict[str, Any]],
+    figures: list[dict[str, Any]],
+    meta: dict[str, Any],
 ) -> list[Path]:
     """Write ``metrics.csv``, ``metrics.json``, ``report.md`` and ``report.html`` (atomically) into ``out_dir``."""
     from downscale.atomic import write_atomic

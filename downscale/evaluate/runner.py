@@ -17,18 +17,31 @@ Which metrics a test allows:
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import math
 import re
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from downscale.atomic import write_atomic
 from downscale.errors import DownscaleError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from downscale.emulator import Emulator
+    from downscale.evaluate.cases import Predictions, TrainingBaselines
+    from downscale.evaluate.config import EmulatorSpec, EvaluateConfig, TestCase
+    from downscale.evaluate.metric_registry import MetricCall
+    from downscale.recipe import Recipe
+    from downscale.tracking import Tracker
+
 __all__ = ["EvaluationResult", "evaluate", "rank_rows"]
+
+logger = logging.getLogger(__name__)
 
 IMPERFECT_NOTE = (
     "Imperfect test: the predictors come from a free-running GCM, whose days are not the RCM's days, so "
@@ -72,16 +85,22 @@ def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _training_recipe(spec: Any, emulator: Any, config: Any) -> Any:
+def _training_recipe(spec: EmulatorSpec, emulator: Emulator, config: EvaluateConfig) -> Recipe:
+    from downscale.evaluate.cases import meta_section
     from downscale.recipe import load_recipe, recipe_from_dict
 
     if spec.recipe:
         return load_recipe(config.resolve(spec.recipe))
-    return recipe_from_dict(emulator.meta["recipe"], root=config.root)
+    return recipe_from_dict(meta_section(emulator, "recipe"), root=config.root)
 
 
 def _score(
-    calls: list[Any], emulator_name: str, test: Any, pred: Any, ref: Any | None, variable_units: dict[str, str]
+    calls: list[MetricCall],
+    emulator_name: str,
+    test: TestCase,
+    pred: Predictions,
+    ref: Predictions | None,
+    variable_units: dict[str, str],
 ) -> list[dict[str, Any]]:
     from downscale.evaluate.metric_registry import variable_kind
 
@@ -95,7 +114,7 @@ def _score(
         "period": test.period.describe(),
     }
 
-    def add(variable: str, method: str, call: Any, value: float, units: str) -> None:
+    def add(variable: str, method: str, call: MetricCall, value: float, units: str) -> None:
         rows.append(
             {
                 **base,
@@ -139,20 +158,22 @@ def _score(
                     add(var, method, call, call(ens, truth), call.units(units))
                 continue
             for method in pred.methods:
-                fields = pred.estimate if call.metric.estimate else pred.realisation
-                if var not in fields[method]:
+                scored = pred.estimate if call.metric.estimate else pred.realisation
+                if var not in scored[method]:
                     continue
                 if needs == "signal":
-                    if var not in ref.realisation.get(method, {}):
+                    if ref is None or var not in ref.realisation.get(method, {}):
                         continue
-                    value = call(ref.realisation[method][var], fields[method][var], ref.truth[var], truth)
+                    value = call(ref.realisation[method][var], scored[method][var], ref.truth[var], truth)
                 else:
-                    value = call(fields[method][var], truth)
+                    value = call(scored[method][var], truth)
                 add(var, method, call, value, call.units(units))
     return rows
 
 
-def _figures(pred: Any, ref: Any | None, emulator_name: str, test: Any, out_dir: Path) -> list[dict[str, Any]]:
+def _figures(
+    pred: Predictions, ref: Predictions | None, emulator_name: str, test: TestCase, out_dir: Path
+) -> list[dict[str, Any]]:
     from downscale.evaluate import figures as F
 
     made = []
@@ -199,22 +220,28 @@ def _figures(pred: Any, ref: Any | None, emulator_name: str, test: Any, out_dir:
 
 
 def evaluate(
-    config: Any,
+    config: EvaluateConfig | str | Path,
     out_dir: str | Path,
     *,
-    progress: bool = True,
-    console: Any = None,
+    progress: bool = False,
+    console: Console | None = None,
     overrides: list[str] | None = None,
     command: str | None = None,
 ) -> EvaluationResult:
     """Run the evaluation a config (an :class:`~downscale.evaluate.config.EvaluateConfig` or a YAML path)
     describes and write its report to ``out_dir``.  ``command``: the command line that regenerates the
-    report, printed in its header."""
+    report, printed in its header.
+
+    Every phase is logged through :mod:`logging` (logger ``downscale.evaluate.runner``): INFO lines with counts
+    and seconds for each emulator loaded, each test case loaded, predicted, scored and drawn, and the report
+    written; a WARNING for each note (a test or a baseline skipped, and why), which also goes into the report.
+    Nothing is printed: ``progress=True`` draws a Rich progress bar on ``console`` (default: Rich's console),
+    which the CLI asks for on a terminal."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from downscale.data.variables import get_spec
     from downscale.emulator import load
-    from downscale.evaluate.cases import fit_baselines, load_case, predict_case
+    from downscale.evaluate.cases import fit_baselines, load_case, meta_section, predict_case
     from downscale.evaluate.config import EvaluateConfig, load_evaluate_config
     from downscale.evaluate.metric_registry import create_metric
     from downscale.evaluate.report import write_report
@@ -228,6 +255,19 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     figures: list[dict[str, Any]] = []
     pairs = [(e, t) for t in config.tests for e in config.emulators if t.emulators is None or e.name in t.emulators]
+    logger.info(
+        "evaluation %s: %d (emulator, test) pairs, %d metrics, baselines %s; report to %s",
+        config.name,
+        len(pairs),
+        len(calls),
+        ", ".join(config.baselines) or "none",
+        out_dir,
+    )
+
+    def note(text: str) -> None:
+        notes.append(text)
+        logger.warning("%s", text)
+
     tracker = None
     if config.mlflow:
         from downscale.tracking import Tracker
@@ -244,17 +284,37 @@ def evaluate(
     try:
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
             task = bar.add_task("evaluating", total=len(pairs))
-            emulators: dict[str, tuple[Any, Any]] = {}
-            for spec, test in pairs:
+            emulators: dict[str, tuple[Emulator, TrainingBaselines]] = {}
+            for i, (spec, test) in enumerate(pairs, 1):
                 step = f"{spec.name} × {test.name}"
+                where = f"[{i}/{len(pairs)}] {step}"
                 bar.update(task, description=f"{step}: loading")
                 if spec.name not in emulators:
+                    t = time.perf_counter()
                     emu = load(config.resolve(spec.bundle))
+                    logger.info(
+                        "emulator %s: bundle %s (id %s) loaded in %.1f s",
+                        spec.name,
+                        spec.bundle,
+                        emu.id,
+                        time.perf_counter() - t,
+                    )
+                    t = time.perf_counter()
                     baselines = fit_baselines(emu, _training_recipe(spec, emu, config), config.baselines)
-                    notes += [f"{spec.name}: {n}" for n in baselines.notes]
+                    for n in baselines.notes:
+                        note(f"{spec.name}: {n}")
+                    fitted = list(dict.fromkeys(b for models in baselines.models.values() for b in models))
+                    logger.info(
+                        "emulator %s: baselines %s fitted on %s in %.1f s",
+                        spec.name,
+                        ", ".join(fitted) or "(none)",
+                        ", ".join(baselines.models) or "no variable",
+                        time.perf_counter() - t,
+                    )
                     emulators[spec.name] = (emu, baselines)
                 emu, baselines = emulators[spec.name]
                 resolve = config.resolve
+                t = time.perf_counter()
                 try:
                     case = load_case(
                         emu,
@@ -269,10 +329,20 @@ def evaluate(
                 except DownscaleError as exc:
                     if test.emulators is not None:
                         raise
-                    notes.append(f"{spec.name} × {test.name} skipped: {exc}")
+                    note(f"{spec.name} × {test.name} skipped: {exc}")
                     bar.advance(task)
                     continue
+                logger.info(
+                    "%s: %s test case loaded: %d days of %s, %s, in %.1f s",
+                    where,
+                    test.kind,
+                    case.x.sizes["time"],
+                    ", ".join(case.truth),
+                    test.period.describe(),
+                    time.perf_counter() - t,
+                )
                 bar.update(task, description=f"{step}: predicting")
+                t = time.perf_counter()
                 pred = predict_case(emu, case, baselines, members=config.members, seed=config.seed)
                 ref = None
                 if test.reference is not None:
@@ -288,12 +358,28 @@ def evaluate(
                         test=f"{test.name} (reference)",
                     )
                     ref = predict_case(emu, ref_case, baselines, members=config.members, seed=config.seed)
+                logger.info(
+                    "%s: predicted with %d methods (%s; %d member%s)%s in %.1f s",
+                    where,
+                    len(pred.methods),
+                    ", ".join(pred.methods),
+                    config.members if emu.stochastic else 1,
+                    "s" if emu.stochastic and config.members > 1 else "",
+                    "" if ref is None else f", and on the reference ({ref_case.x.sizes['time']} days)",
+                    time.perf_counter() - t,
+                )
                 units = {v: get_spec(v).human_units for v in pred.truth}
                 bar.update(task, description=f"{step}: scoring")
-                rows += _score(calls, spec.name, test, pred, ref, units)
+                t = time.perf_counter()
+                scored = _score(calls, spec.name, test, pred, ref, units)
+                rows += scored
+                logger.info("%s: %d scores computed in %.1f s", where, len(scored), time.perf_counter() - t)
                 if config.figures:
                     bar.update(task, description=f"{step}: figures")
-                    figures += _figures(pred, ref, spec.name, test, out_dir)
+                    t = time.perf_counter()
+                    drawn = _figures(pred, ref, spec.name, test, out_dir)
+                    figures += drawn
+                    logger.info("%s: %d figures drawn in %.1f s", where, len(drawn), time.perf_counter() - t)
                 bar.advance(task)
         rank_rows(rows)
         seconds = time.perf_counter() - t0
@@ -309,13 +395,22 @@ def evaluate(
                 name: {
                     "bundle_id": e.id,
                     "bundle": str(next(s.bundle for s in config.emulators if s.name == name)),
-                    "periods": e.meta.get("provenance", {}).get("periods", {}),
+                    "periods": meta_section(e, "provenance").get("periods", {}),
                 }
                 for name, (e, _) in emulators.items()
             },
         }
         files = write_report(out_dir, config, rows, figures, meta)
         _remove_stale_figures(out_dir, figures)
+        logger.info(
+            "report written to %s: %d scores, %d figures, %d note(s); %s in %.1f s",
+            out_dir / "report.html",
+            len(rows),
+            len(figures),
+            len(notes),
+            ", ".join(p.name for p in files),
+            time.perf_counter() - t0,
+        )
         if tracker is not None:
             _log_mlflow(tracker, rows)
         status = "FINISHED"
@@ -334,7 +429,10 @@ def _remove_stale_figures(out_dir: Path, figures: list[dict[str, Any]]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _log_mlflow(tracker: Any, rows: list[dict[str, Any]]) -> None:
+def _log_mlflow(tracker: Tracker, rows: list[dict[str, Any]]) -> None:
+    mlflow = tracker._mlflow
+    if mlflow is None:
+        return
     metrics = {}
     for r in rows:
         v = r["value"]
@@ -343,4 +441,5 @@ def _log_mlflow(tracker: Any, rows: list[dict[str, Any]]) -> None:
             metrics[key] = float(v)
     items = list(metrics.items())
     for i in range(0, len(items), 500):
-        tracker._mlflow.log_metrics(dict(items[i : i + 500]))
+        mlflow.log_metrics(dict(items[i : i + 500]))
+    logger.info("logged %d metrics to MLflow (%s)", len(items), tracker.uri)

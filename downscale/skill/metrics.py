@@ -18,12 +18,15 @@ names: ``rlat``/``rlon``, ``lat``/``lon``, ``y``/``x``); plain numpy arrays ``(t
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, TypeAlias, overload
 
 import numpy as np
 import xarray as xr
 
 __all__ = [
+    "Field",
+    "Mask",
     "bias",
     "climate_change_signal",
     "climate_change_signal_error",
@@ -41,20 +44,26 @@ __all__ = [
 #: relative floor added to every power spectrum before its logarithm (times the largest power of the day)
 SPECTRUM_EPS = 1e-12
 
+#: a field: a DataArray with a ``time`` dimension and two spatial ones, or a numpy array ``(time, y, x)``
+Field: TypeAlias = xr.DataArray | np.ndarray
+#: which values are valid (True): boolean, ``(y, x)`` or ``(time, y, x)``; None: all of them
+Mask: TypeAlias = xr.DataArray | np.ndarray | None
+
 
 # --------------------------------------------------------------------------- plumbing
-def _as_array(da: Any, dim: str, like: xr.DataArray | None = None) -> tuple[np.ndarray, xr.DataArray | None]:
+def _as_array(da: Field, dim: str, like: xr.DataArray | None = None) -> tuple[np.ndarray, xr.DataArray | None]:
     """float64 ``(time, y, x)`` values (time first) and the DataArray they came from (None for numpy)."""
     if isinstance(da, xr.DataArray):
+        out: xr.DataArray = da
         if like is not None and set(da.dims) == set(like.dims):
-            da = da.transpose(*like.dims)
+            out = da.transpose(*like.dims)
         elif dim in da.dims:
-            da = da.transpose(dim, ...)
-        return np.asarray(da.values, dtype=np.float64), da
+            out = da.transpose(dim, ...)
+        return np.asarray(out.values, dtype=np.float64), out
     return np.asarray(da, dtype=np.float64), None
 
 
-def _mask_array(mask: Any, shape: tuple[int, ...], dim: str) -> np.ndarray:
+def _mask_array(mask: Mask, shape: tuple[int, ...], dim: str) -> np.ndarray:
     if mask is None:
         return np.ones(shape, dtype=bool)
     m = mask.transpose(dim, ...).values if isinstance(mask, xr.DataArray) and dim in mask.dims else np.asarray(mask)
@@ -65,7 +74,7 @@ def _mask_array(mask: Any, shape: tuple[int, ...], dim: str) -> np.ndarray:
         raise ValueError(f"mask of shape {m.shape} does not broadcast to the fields' shape {shape}") from None
 
 
-def _pair(pred: Any, truth: Any, mask: Any, dim: str) -> tuple[np.ndarray, np.ndarray, xr.DataArray | None]:
+def _pair(pred: Field, truth: Field, mask: Mask, dim: str) -> tuple[np.ndarray, np.ndarray, xr.DataArray | None]:
     """pred and truth as ``(time, y, x)`` float64 with NaN wherever either is invalid or ``mask`` is False."""
     t, tda = _as_array(truth, dim)
     p, _ = _as_array(pred, dim, like=tda)
@@ -75,7 +84,7 @@ def _pair(pred: Any, truth: Any, mask: Any, dim: str) -> tuple[np.ndarray, np.nd
     return np.where(valid, p, np.nan), np.where(valid, t, np.nan), tda
 
 
-def _single(da: Any, mask: Any, dim: str) -> tuple[np.ndarray, xr.DataArray | None]:
+def _single(da: Field, mask: Mask, dim: str) -> tuple[np.ndarray, xr.DataArray | None]:
     a, ada = _as_array(da, dim)
     valid = np.isfinite(a) & _mask_array(mask, a.shape, dim if ada is not None else "time")
     return np.where(valid, a, np.nan), ada
@@ -91,7 +100,7 @@ def _cell_field(values: np.ndarray, template: xr.DataArray | None, name: str, un
     return xr.DataArray(values, dims=spatial, coords=coords, name=name, attrs=attrs)
 
 
-def _units(da: Any) -> str | None:
+def _units(da: Field) -> str | None:
     return da.attrs.get("units") if isinstance(da, xr.DataArray) else None
 
 
@@ -100,7 +109,7 @@ def _nanmean(a: np.ndarray) -> float:
     return float(np.mean(a[finite])) if finite.any() else float("nan")
 
 
-def _quiet(func, *args, **kwargs):
+def _quiet(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     with np.errstate(invalid="ignore", divide="ignore"):
         import warnings
 
@@ -110,7 +119,7 @@ def _quiet(func, *args, **kwargs):
 
 
 # --------------------------------------------------------------------------- point scores
-def rmse(pred: Any, truth: Any, mask: Any = None, *, dim: str = "time") -> float:
+def rmse(pred: Field, truth: Field, mask: Mask = None, *, dim: str = "time") -> float:
     """Root-mean-square error over every valid (cell, day) value: ``sqrt(mean((pred - truth)^2))``.
 
     In the units of the inputs; NaN when nothing is valid.
@@ -119,14 +128,14 @@ def rmse(pred: Any, truth: Any, mask: Any = None, *, dim: str = "time") -> float
     return float(np.sqrt(_nanmean((p - t) ** 2)))
 
 
-def bias(pred: Any, truth: Any, mask: Any = None, *, dim: str = "time") -> float:
+def bias(pred: Field, truth: Field, mask: Mask = None, *, dim: str = "time") -> float:
     """Mean error ``mean(pred - truth)`` over every valid (cell, day) value, in the units of the inputs."""
     p, t, _ = _pair(pred, truth, mask, dim)
     return _nanmean(p - t)
 
 
 # --------------------------------------------------------------------------- distribution scores
-def quantile_bias(pred: Any, truth: Any, q: float = 0.99, mask: Any = None, *, dim: str = "time") -> xr.DataArray:
+def quantile_bias(pred: Field, truth: Field, q: float = 0.99, mask: Mask = None, *, dim: str = "time") -> xr.DataArray:
     """Per-cell ``quantile_q(pred) - quantile_q(truth)`` over time, as a ``(y, x)`` DataArray.
 
     Both quantiles are taken over the cell's jointly valid days (numpy's default linear interpolation between
@@ -138,7 +147,7 @@ def quantile_bias(pred: Any, truth: Any, q: float = 0.99, mask: Any = None, *, d
     return _cell_field(qp - qt, tda, f"q{q:g}_bias", _units(truth))
 
 
-def p99_abs_bias(pred: Any, truth: Any, mask: Any = None, *, q: float = 0.99, dim: str = "time") -> float:
+def p99_abs_bias(pred: Field, truth: Field, mask: Mask = None, *, q: float = 0.99, dim: str = "time") -> float:
     """Spatial mean over valid cells of ``|P99(pred) - P99(truth)|`` (per-cell 99th percentile over time).
 
     In the units of the inputs (K for tas, mm/day for pr); ``q`` picks another quantile.
@@ -146,7 +155,7 @@ def p99_abs_bias(pred: Any, truth: Any, mask: Any = None, *, q: float = 0.99, di
     return _nanmean(np.abs(quantile_bias(pred, truth, q, mask, dim=dim).values))
 
 
-def wet_day_frequency(da: Any, threshold: float = 1.0, mask: Any = None, *, dim: str = "time") -> xr.DataArray:
+def wet_day_frequency(da: Field, threshold: float = 1.0, mask: Mask = None, *, dim: str = "time") -> xr.DataArray:
     """Per-cell fraction (0..1) of valid days with ``da >= threshold``.
 
     ``threshold`` is in the units of ``da`` (1.0 for mm/day).  NaN days are left out of the count and of the
@@ -160,7 +169,7 @@ def wet_day_frequency(da: Any, threshold: float = 1.0, mask: Any = None, *, dim:
 
 
 def wet_day_frequency_abs_bias(
-    pred: Any, truth: Any, threshold: float = 1.0, mask: Any = None, *, dim: str = "time"
+    pred: Field, truth: Field, threshold: float = 1.0, mask: Mask = None, *, dim: str = "time"
 ) -> float:
     """Spatial mean over valid cells of ``|freq(pred) - freq(truth)|``, in **percentage points** (0..100).
 
@@ -208,7 +217,7 @@ def _radial_average(power: np.ndarray, k: np.ndarray, kmax: int) -> np.ndarray:
     counts = np.bincount(flat_k[keep], minlength=kmax + 1)[1:]
     p = power.reshape(power.shape[0], -1)[:, keep]
     sums = np.zeros((power.shape[0], kmax + 1))
-    np.add.at(sums, (slice(None), flat_k[keep]), p)
+    np.add.at(sums.T, flat_k[keep], p.T)  # sums[:, k] += p[:, j] for each kept coefficient j of bin k
     return sums[:, 1:] / np.maximum(counts, 1)
 
 
@@ -225,7 +234,7 @@ def _spectra(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return spec, peak, ok, flat
 
 
-def radial_psd(da: Any, mask: Any = None, *, dim: str = "time") -> xr.DataArray:
+def radial_psd(da: Field, mask: Mask = None, *, dim: str = "time") -> xr.DataArray:
     """Mean over days of the radially averaged power spectrum of ``da``, by integer wavenumber ``k >= 1``.
 
     Each day: NaN (or masked) cells are filled with that day's spatial mean of the valid cells; the power is
@@ -250,7 +259,7 @@ def _db(spec: np.ndarray, floor: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(spec + floor[:, None])
 
 
-def ralsd(pred: Any, truth: Any, mask: Any = None, *, dim: str = "time", reduce: str = "day") -> float:
+def ralsd(pred: Field, truth: Field, mask: Mask = None, *, dim: str = "time", reduce: str = "day") -> float:
     """Radially averaged log-spectral distance, in dB (Harris et al. 2022, with the square root).
 
     For each day, the radially averaged power spectra ``P(k)`` of both fields (as :func:`radial_psd`, with the
@@ -290,7 +299,7 @@ def ralsd(pred: Any, truth: Any, mask: Any = None, *, dim: str = "time", reduce:
 
 
 # --------------------------------------------------------------------------- climate change signal
-def climate_change_signal(hist: Any, fut: Any, mask: Any = None, *, dim: str = "time") -> xr.DataArray:
+def climate_change_signal(hist: Field, fut: Field, mask: Mask = None, *, dim: str = "time") -> xr.DataArray:
     """Per-cell ``mean_time(fut) - mean_time(hist)`` as a ``(y, x)`` DataArray, in the units of the inputs.
 
     Each period's mean uses its own valid days; a cell without any in either period is NaN.
@@ -305,7 +314,7 @@ def climate_change_signal(hist: Any, fut: Any, mask: Any = None, *, dim: str = "
 
 
 def climate_change_signal_error(
-    pred_hist: Any, pred_fut: Any, truth_hist: Any, truth_fut: Any, mask: Any = None, *, dim: str = "time"
+    pred_hist: Field, pred_fut: Field, truth_hist: Field, truth_fut: Field, mask: Mask = None, *, dim: str = "time"
 ) -> float:
     """Spatial mean over valid cells of ``|Δpred - Δtruth|``, ``Δ = mean_time(future) - mean_time(historical)``.
 
@@ -335,7 +344,7 @@ def _corr(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
     return np.where((den > 0) & (n >= 2), num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def spatial_correlation(pred: Any, truth: Any, mask: Any = None, *, dim: str = "time") -> float:
+def spatial_correlation(pred: Field, truth: Field, mask: Mask = None, *, dim: str = "time") -> float:
     """Pearson correlation, across the valid cells, of the time-mean fields of pred and truth (unitless).
 
     Each cell's time means use its jointly valid days.
@@ -345,8 +354,20 @@ def spatial_correlation(pred: Any, truth: Any, mask: Any = None, *, dim: str = "
     return float(_corr(mp.ravel(), mt.ravel(), axis=0))
 
 
+@overload
 def temporal_correlation(
-    pred: Any, truth: Any, mask: Any = None, *, dim: str = "time", spatial_mean: bool = True
+    pred: Field, truth: Field, mask: Mask = None, *, dim: str = "time", spatial_mean: Literal[True] = True
+) -> float: ...
+@overload
+def temporal_correlation(
+    pred: Field, truth: Field, mask: Mask = None, *, dim: str = "time", spatial_mean: Literal[False]
+) -> xr.DataArray: ...
+@overload
+def temporal_correlation(
+    pred: Field, truth: Field, mask: Mask = None, *, dim: str = "time", spatial_mean: bool = True
+) -> float | xr.DataArray: ...
+def temporal_correlation(
+    pred: Field, truth: Field, mask: Mask = None, *, dim: str = "time", spatial_mean: bool = True
 ) -> float | xr.DataArray:
     """Mean over valid cells of the per-cell Pearson correlation over time of pred and truth (unitless).
 

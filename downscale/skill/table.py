@@ -10,13 +10,17 @@ K for temperatures, mm/day for precipitation.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from downscale.skill import metrics as M
 from downscale.skill.baselines import correction_kind, create_baseline
+
+if TYPE_CHECKING:
+    from downscale.data.pairing import PairedData
+    from downscale.emulator import Emulator
 
 __all__ = ["skill_rows", "skill_table_markdown"]
 
@@ -44,8 +48,8 @@ def _scores(pred: xr.DataArray, truth: xr.DataArray, sample: xr.DataArray, units
 
 
 def skill_rows(
-    emulator: Any,
-    paired: Any,
+    emulator: Emulator,
+    paired: PairedData,
     train_idx: np.ndarray,
     test_idx: np.ndarray,
     *,
