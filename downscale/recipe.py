@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -23,6 +23,9 @@ from pydantic import (
 )
 
 from downscale.errors import RecipeError, closest
+
+if TYPE_CHECKING:
+    from downscale.data.calendar import Period
 
 __all__ = [
     "DataSection",
@@ -47,7 +50,7 @@ class ConfigSection(BaseModel):
 Files = list[str]
 
 
-def files_as_lists(value: Any) -> Any:
+def files_as_lists(value: object) -> object:
     """``{var: "a.nc"}`` -> ``{var: ["a.nc"]}``: one file, glob or folder, or a list of them, per variable."""
     if isinstance(value, dict):
         return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
@@ -57,7 +60,7 @@ def files_as_lists(value: Any) -> Any:
 class RootedConfig(ConfigSection):
     """A whole config read from a file: ``root`` is its folder, against which file patterns resolve."""
 
-    root: str = Field(".", exclude=True)
+    root: str = Field(default=".", exclude=True)
 
     def resolve(self, pattern: str) -> str:
         path = Path(pattern).expanduser()
@@ -77,7 +80,7 @@ class PeriodSpec(ConfigSection):
     start: str | None = None
     end: str | None = None
 
-    def to_period(self):  # -> downscale.data.calendar.Period
+    def to_period(self) -> Period:
         from downscale.data.calendar import Period
 
         return Period(years=self.years, season=self.season, start=self.start, end=self.end)
@@ -98,11 +101,11 @@ class ShotsSpec(ConfigSection):
     ``month`` or ``none``.  ``validation`` is the fraction of the k-shot set held out for early
     stopping; the test period is never touched.  ``days: 0`` is zero-shot (no training)."""
 
-    days: int | None = Field(None, ge=0)
-    winters: int | None = Field(None, ge=1)
+    days: int | None = Field(default=None, ge=0)
+    winters: int | None = Field(default=None, ge=1)
     seed: int = 0
     stratify: Literal["season", "month", "none"] = "season"
-    validation: float = Field(0.2, ge=0, lt=1)
+    validation: float = Field(default=0.2, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _one_size(self) -> ShotsSpec:
@@ -168,7 +171,7 @@ class LossSection(ConfigSection):
     type: str = "mse"
     variables: dict[str, str] = Field(default_factory=dict)
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    members: int = Field(2, ge=1)
+    members: int = Field(default=2, ge=1)
 
 
 class TrainSection(ConfigSection):
@@ -180,28 +183,28 @@ class TrainSection(ConfigSection):
     ``downscale transfer`` with ``loading: resume`` continues with it;
     ``mlflow`` is a tracking URI (e.g. ``file:./mlruns``) or None."""
 
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(32, ge=1)
-    accumulate: int = Field(1, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    accumulate: int = Field(default=1, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
     schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
-    warmup: float = Field(0.02, ge=0, lt=1)
-    patience: int | None = Field(None, ge=1)
+    warmup: float = Field(default=0.02, ge=0, lt=1)
+    patience: int | None = Field(default=None, ge=1)
     seed: int = 0
     device: str = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
-    num_workers: int = Field(0, ge=0)
-    threads: int | None = Field(None, ge=1)
-    checkpoint_every: int | None = Field(None, ge=1)
+    num_workers: int = Field(default=0, ge=0)
+    threads: int | None = Field(default=None, ge=1)
+    checkpoint_every: int | None = Field(default=None, ge=1)
     save_optimizer: bool = False  # store the optimiser's state in the bundle (for transfer loading: resume)
     mlflow: str | None = None
-    grad_clip: float | None = Field(None, gt=0)
+    grad_clip: float | None = Field(default=None, gt=0)
     # wet-day frequency adaptation: per-cell thresholds, fitted on the training days after training,
     # below which these (precipitation) targets are set to 0, so that the emulator's frequency of
     # days >= wet_day_threshold (mm/day) matches the truth's there (see downscale/train/calibration.py)
     wet_day_adaptation: list[str] = Field(default_factory=list)
-    wet_day_threshold: float = Field(1.0, gt=0)
+    wet_day_threshold: float = Field(default=1.0, gt=0)
 
 
 class SourceSpec(ConfigSection):
@@ -209,7 +212,7 @@ class SourceSpec(ConfigSection):
     its sampling weight.  Each source keeps its own normaliser; every batch comes from one source."""
 
     recipe: str
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0)
     set: list[str] = Field(default_factory=list)  # overrides of that recipe, e.g. ["data.shots.days=90"]
 
 
@@ -218,8 +221,8 @@ class LoRASpec(ConfigSection):
     pretrained weights there are frozen and the updates merged into them when training ends."""
 
     modules: list[str]
-    rank: int = Field(4, ge=1)
-    alpha: float = Field(4.0, gt=0)
+    rank: int = Field(default=4, ge=1)
+    alpha: float = Field(default=4.0, gt=0)
 
 
 class TransferSection(ConfigSection):
@@ -241,20 +244,20 @@ class TransferSection(ConfigSection):
 
     loading: Literal["weights_only", "shape_filtered", "resume"] = "shape_filtered"
     adapt_input: bool = False
-    new_channel_init: float = Field(0.0, ge=0)
+    new_channel_init: float = Field(default=0.0, ge=0)
     reset_head: Literal["auto", "always", "never"] = "auto"
     freeze: list[str] = Field(default_factory=list)
     lr_scale: dict[str, float] = Field(default_factory=dict)
-    anchor: float = Field(0.0, ge=0)
+    anchor: float = Field(default=0.0, ge=0)
     normaliser: Literal["parent", "refit"] = "parent"
     lora: LoRASpec | None = None
     sources: list[SourceSpec] = Field(default_factory=list)
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0)
 
 
 class ApplySection(ConfigSection):
-    chunk_days: int = Field(365, ge=1)
-    halo: float | None = Field(None, ge=0)  # degrees around the domain read from inputs; None: 2 coarse cells
+    chunk_days: int = Field(default=365, ge=1)
+    halo: float | None = Field(default=None, ge=0)  # degrees around the domain read from inputs; None: 2 coarse cells
 
 
 class Recipe(RootedConfig):
@@ -283,9 +286,9 @@ class Recipe(RootedConfig):
         return self
 
 
-def _section_model(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _section_model(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The model of the section that holds the key at ``loc`` (list indices are stepped over)."""
-    model: Any = root
+    model: object = root
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -327,9 +330,12 @@ def explain_validation_error(
     return RecipeError(f"invalid value for '{where}': {msg}", file=file, found=repr(first.get("input"))[:80])
 
 
+_Config = TypeVar("_Config", bound=RootedConfig)
+
+
 def read_config(
-    path: Path, model: type[RootedConfig], what: str, overrides: list[str] | None, noun: str = "recipe key"
-) -> Any:
+    path: Path, model: type[_Config], what: str, overrides: list[str] | None, noun: str = "recipe key"
+) -> _Config:
     """Read a YAML config file into ``model``: one-line errors for a missing file, bad YAML, a value
     that is not a mapping, bad overrides (``KEY=VALUE``, dotted keys) and invalid keys or values."""
     if not path.is_file():

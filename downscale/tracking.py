@@ -18,6 +18,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from downscale.errors import DownscaleError
@@ -44,7 +45,7 @@ def flatten(data: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[s
     return out
 
 
-def _json_safe(value: Any) -> Any:
+def _json_safe(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -71,7 +72,7 @@ def write_history(out_dir: str | Path, rows: list[dict[str, Any]]) -> list[Path]
     return [csv_path, json_path]
 
 
-def _require_mlflow():
+def _require_mlflow() -> ModuleType:
     try:
         import mlflow
     except ImportError:
@@ -103,7 +104,7 @@ class Tracker:
         self.experiment, self.run_name = experiment, run_name
         self.params = dict(params or {})
         self.run_id: str | None = None
-        self._mlflow = _require_mlflow() if self.uri else None  # fail before any training
+        self._mlflow: ModuleType | None = _require_mlflow() if self.uri else None  # fail before any training
 
     @property
     def active(self) -> bool:
@@ -111,13 +112,13 @@ class Tracker:
 
     def start(self, run_id: str | None = None) -> str | None:
         """Start (or, with ``run_id``, continue) the MLflow run; returns its id."""
-        if not self.active or self.run_id is not None:
+        mlflow, uri = self._mlflow, self.uri
+        if mlflow is None or uri is None or self.run_id is not None:  # uri is set whenever mlflow is
             return self.run_id
-        mlflow = self._mlflow
-        if _is_file_store(self.uri):
+        if _is_file_store(uri):
             # MLflow >= 3.7 refuses its file store unless asked for; the recipe asks for it
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_tracking_uri(uri)
         if run_id is None:
             mlflow.set_experiment(self.experiment)
             run = mlflow.start_run(run_name=self.run_name)
@@ -130,7 +131,8 @@ class Tracker:
         return self.run_id
 
     def log_epoch(self, row: Mapping[str, Any]) -> None:
-        if not self.active:
+        mlflow = self._mlflow
+        if mlflow is None:
             return
         self.start()
         step = int(row.get("epoch", 0))
@@ -139,16 +141,17 @@ class Tracker:
             for k, v in flatten(row).items()
             if k != "epoch" and isinstance(v, (int, float)) and v is not None and math.isfinite(float(v))
         }
-        self._mlflow.log_metrics(metrics, step=step)
+        mlflow.log_metrics(metrics, step=step)
 
     def finish(self, artifacts: str | Path | None = None, *, status: str = "FINISHED") -> None:
-        if not self.active or self.run_id is None:
+        mlflow = self._mlflow
+        if mlflow is None or self.run_id is None:
             return
         try:
             if artifacts is not None and status == "FINISHED":
-                self._mlflow.log_artifacts(str(artifacts), artifact_path=Path(artifacts).name)
+                mlflow.log_artifacts(str(artifacts), artifact_path=Path(artifacts).name)
         finally:
-            self._mlflow.end_run(status=status)
+            mlflow.end_run(status=status)
             self.run_id = None
 
 
@@ -157,6 +160,6 @@ def _is_file_store(uri: str) -> bool:
     return scheme in ("", "file") or len(scheme) == 1  # a plain path (or a Windows drive)
 
 
-def _param(value: Any) -> str:
+def _param(value: object) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict, tuple)) else str(value)
     return text[:500]

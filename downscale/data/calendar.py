@@ -17,15 +17,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from os import PathLike
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import numpy as np
 
 from downscale.errors import CalendarError, DataError
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
 __all__ = [
     "SEASONS",
     "Period",
+    "TimeLike",
     "calendar_of",
     "check_period_in_calendar",
     "check_same_calendar",
@@ -58,6 +63,13 @@ _GREGORIAN_LIKE = {"standard", "proleptic_gregorian"}
 _INITIALS = "JFMAMJJASOND" * 2
 _DATE_RE = re.compile(r"^(-?\d{1,4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?$")
 
+#: A time axis as the functions here take it: data with a ``time`` coordinate, the time coordinate itself, a
+#: (CFTime)Index, an array or sequence of dates, or one date.  A cftime date has no type information, so to the
+#: type checker it is Any, which every parameter accepts.
+TimeLike: TypeAlias = "xr.DataArray | xr.Dataset | pd.Index | np.ndarray | Sequence[Any] | _dt.date"
+
+_XarrayT = TypeVar("_XarrayT", "xr.DataArray", "xr.Dataset")
+
 
 def normalise_calendar(name: str) -> str:
     """Lower-case CF calendar name with aliases resolved (``gregorian`` -> ``standard``...)."""
@@ -65,14 +77,14 @@ def normalise_calendar(name: str) -> str:
     return _ALIASES.get(cal, cal)
 
 
-def time_values(time: Any) -> np.ndarray:
+def time_values(time: TimeLike) -> np.ndarray:
     """The time values of ``time`` as a 1-D numpy array (cftime objects or datetime64).
 
     ``time`` may be a DataArray/Dataset with a ``time`` coordinate, a time DataArray, a
     (CFTime)Index, a sequence of cftime objects or a single cftime/datetime object.
     """
     if hasattr(time, "coords") and "time" in getattr(time, "coords", {}) and getattr(time, "name", None) != "time":
-        time = time["time"]
+        time = cast("xr.DataArray | xr.Dataset", time)["time"]  # data with a time coordinate: xarray
     if hasattr(time, "values") and not isinstance(time, np.ndarray):
         values = np.asarray(time.values)
     elif isinstance(time, (_dt.datetime, _dt.date)) or (hasattr(time, "calendar") and not hasattr(time, "__len__")):
@@ -82,7 +94,7 @@ def time_values(time: Any) -> np.ndarray:
     return values.reshape(-1)
 
 
-def calendar_of(obj: Any) -> str:
+def calendar_of(obj: str | TimeLike) -> str:
     """The normalised calendar of a calendar name, a time axis, or data with a ``time`` coordinate."""
     if isinstance(obj, str):
         return normalise_calendar(obj)
@@ -154,7 +166,7 @@ def _wrap_shift(months: tuple[int, ...] | None, month: np.ndarray) -> np.ndarray
     return np.isin(month, months[:wrap]).astype(np.int64)
 
 
-def season_year(time: Any, season: str | Sequence[int] | None = "DJF") -> np.ndarray:
+def season_year(time: TimeLike, season: str | Sequence[int] | None = "DJF") -> np.ndarray:
     """The season year of each time step (int64).
 
     With the default ``season="DJF"`` December counts towards the next year (winter 1983 =
@@ -164,7 +176,7 @@ def season_year(time: Any, season: str | Sequence[int] | None = "DJF") -> np.nda
     return years + _wrap_shift(season_months(season), months)
 
 
-def date_keys(time: Any) -> np.ndarray:
+def date_keys(time: TimeLike) -> np.ndarray:
     """``yyyymmdd`` int64 keys of each time step (time of day ignored), for pairing by calendar day."""
     years, months, days = _ymd(time_values(time))
     return years * 10000 + months * 100 + days
@@ -186,7 +198,7 @@ def days_in_year(year: int, calendar: str) -> int:
     return (end - start).days
 
 
-def day_of_year_features(time: Any) -> np.ndarray:
+def day_of_year_features(time: TimeLike) -> np.ndarray:
     """``[T, 2]`` float32: cos and sin of ``2π (dayofyear - 0.5) / days_in_year``.
 
     ``days_in_year`` follows the calendar: 360 (360_day), 365 (noleap), 366 (all_leap, leap
@@ -209,7 +221,7 @@ def day_of_year_features(time: Any) -> np.ndarray:
     return np.stack([np.cos(angle), np.sin(angle)], axis=1).astype(np.float32)
 
 
-def time_step_seconds(time: Any) -> float:
+def time_step_seconds(time: TimeLike) -> float:
     """The most common step between consecutive distinct times, in seconds (robust to gaps)."""
     values = time_values(time)
     if values.size < 2:
@@ -362,7 +374,7 @@ def check_period_in_calendar(period: Period, calendar: str, file: str | PathLike
         )
 
 
-def select_period(da: Any, period: Period, file: str | PathLike | None = None) -> Any:
+def select_period(da: _XarrayT, period: Period, file: str | PathLike | None = None) -> _XarrayT:
     """Select ``period`` from ``da`` (DataArray or Dataset with a cftime ``time`` axis); stays lazy.
 
     Raises :class:`CalendarError` when a start/end date does not exist in the data's calendar,
@@ -402,7 +414,7 @@ def select_period(da: Any, period: Period, file: str | PathLike | None = None) -
     return da.isel(time=np.flatnonzero(keep))
 
 
-def format_date(t: Any, *, compact: bool = False) -> str:
+def format_date(t: Any, *, compact: bool = False) -> str:  # Any: a cftime date (untyped) or datetime64
     """``YYYY-MM-DD`` (``YYYYMMDD`` when ``compact``) of a cftime date, numpy datetime64 or pandas Timestamp."""
     try:
         text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
@@ -411,7 +423,7 @@ def format_date(t: Any, *, compact: bool = False) -> str:
     return text.replace("-", "") if compact else text
 
 
-def time_bounds(ds: Any) -> Any:
+def time_bounds(ds: xr.Dataset) -> xr.DataArray | None:
     """The time bounds variable of dataset ``ds`` (named by ``time.bounds``, else ``time_bnds``/``time_bounds``),
     or None."""
     if "time" not in ds.variables:
@@ -424,8 +436,8 @@ def time_bounds(ds: Any) -> Any:
 
 
 def check_same_calendar(
-    a_time: Any,
-    b_time: Any,
+    a_time: TimeLike,
+    b_time: TimeLike,
     a_file: str | PathLike | None = None,
     b_file: str | PathLike | None = None,
 ) -> str:

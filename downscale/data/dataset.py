@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
+    import torch
+    import zarr
+
     from downscale.data.normalise import Normaliser
     from downscale.data.pairing import PairedData
 
@@ -28,6 +32,8 @@ _BLOCK = 256  # time steps per read/write block (and zarr chunk)
 
 @dataclass
 class SampleArrays:
+    # x, y and m are numpy arrays or zarr.Arrays (both as is).  Any, not that union: zarr types every read
+    # (``a[i]``, ``a.oindex[i]``) as "an array or a scalar", so each read of the union would need a cast.
     x: Any  # [N, C, h, w] float32 (numpy or zarr)
     f: np.ndarray  # [N, F] float32
     s: np.ndarray  # [S, H, W] float32
@@ -67,6 +73,9 @@ def materialise(
     xs, ys = paired.x, paired.y
     cshape, fshape = (len(paired.predictors), *xs.shape[-2:]), (len(paired.targets), *ys.shape[-2:])
     use_zarr = cache is not None or _nbytes(paired, n) > max_memory
+    x: np.ndarray | zarr.Array
+    y: np.ndarray | zarr.Array
+    m: np.ndarray | zarr.Array
     if use_zarr:
         import zarr
 
@@ -128,7 +137,7 @@ class SampleDataset:
     def __len__(self) -> int:
         return len(self.arrays)
 
-    def _sample(self, x, f, y, m) -> dict[str, Any]:
+    def _sample(self, x: ArrayLike, f: ArrayLike, y: ArrayLike, m: ArrayLike) -> dict[str, torch.Tensor]:
         import torch
 
         return {
@@ -139,11 +148,11 @@ class SampleDataset:
             "m": torch.from_numpy(np.ascontiguousarray(m)).bool(),
         }
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         a = self.arrays
         return self._sample(a.x[i], a.f[i], a.y[i], a.m[i])
 
-    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
         """One read per batch: sorted orthogonal selection from memory or zarr."""
         a = self.arrays
         order = np.asarray(indices)

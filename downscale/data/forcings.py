@@ -15,11 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from downscale.errors import DataError
 from downscale.registry import Registry
+
+if TYPE_CHECKING:
+    from downscale.data.calendar import TimeLike
 
 __all__ = ["FORCINGS", "Forcing", "compute_forcings", "forcing_names"]
 
@@ -27,7 +31,7 @@ __all__ = ["FORCINGS", "Forcing", "compute_forcings", "forcing_names"]
 @dataclass(frozen=True)
 class Forcing:
     names: tuple[str, ...]
-    compute: Callable[[object, str], np.ndarray]  # (time values, scenario) -> [T, len(names)]
+    compute: Callable[[TimeLike, str], np.ndarray]  # (time values, scenario) -> [T, len(names)]
 
 
 FORCINGS: Registry[Forcing] = Registry("forcing")
@@ -36,7 +40,7 @@ _SCENARIOS = {"rcp26": "rcp26", "rcp45": "rcp45", "rcp60": "rcp60", "rcp85": "rc
 _LAST_HISTORICAL_YEAR = 2005
 
 
-def _season(time: object, scenario: str) -> np.ndarray:
+def _season(time: TimeLike, scenario: str) -> np.ndarray:
     from downscale.data.calendar import day_of_year_features
 
     return day_of_year_features(time)
@@ -54,7 +58,7 @@ def _ghg_table() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def _fractional_year(time: object) -> np.ndarray:
+def _fractional_year(time: TimeLike) -> np.ndarray:
     from downscale.data.calendar import calendar_of, days_in_year, time_values
 
     values = time_values(time)
@@ -67,7 +71,7 @@ def _fractional_year(time: object) -> np.ndarray:
     return years + (doy - 0.5) / ndays
 
 
-def _ghg(time: object, scenario: str) -> np.ndarray:
+def _ghg(time: TimeLike, scenario: str) -> np.ndarray:
     fyear = _fractional_year(time)
     scen = _SCENARIOS.get(scenario.lower().replace(".", "").replace("ssp5-8", "rcp8"))
     if scen is None:
@@ -92,7 +96,7 @@ def forcing_names(forcings: Sequence[str]) -> list[str]:
     return [n for f in forcings for n in FORCINGS.get(f).names]
 
 
-def compute_forcings(time: object, forcings: Sequence[str], scenario: str = "historical") -> np.ndarray:
+def compute_forcings(time: TimeLike, forcings: Sequence[str], scenario: str = "historical") -> np.ndarray:
     """Features ``[T, F]`` (float32) for the named forcings on a cftime axis."""
     n = len(np.asarray(getattr(time, "values", time)))
     parts = [FORCINGS.get(name).compute(time, scenario) for name in forcings]

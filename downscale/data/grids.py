@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from os import PathLike
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from downscale.data.rotation import (
     ROTATED,
@@ -40,6 +43,9 @@ from downscale.data.rotation import (
     xyz,
 )
 from downscale.errors import DataError, GridMismatchError
+
+if TYPE_CHECKING:
+    from cf_xarray.accessor import CFDatasetAccessor
 
 __all__ = ["EARTH_RADIUS", "Grid", "normalise_lon", "rotate", "unrotate"]
 
@@ -69,7 +75,9 @@ def _edges(c: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
 
 
-def _rect_bounds(lat: np.ndarray, lon: np.ndarray, lat_b: Any, lon_b: Any) -> tuple[np.ndarray, np.ndarray]:
+def _rect_bounds(
+    lat: np.ndarray, lon: np.ndarray, lat_b: ArrayLike | None, lon_b: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Checked (lat edges clipped to +-90, monotonic lon edges near the centres) for a rectilinear grid."""
     lon_u = _unwrap_deg(lon)
     for name, c in (("latitudes", lat), ("longitudes", lon_u)):
@@ -82,16 +90,16 @@ def _rect_bounds(lat: np.ndarray, lon: np.ndarray, lat_b: Any, lon_b: Any) -> tu
                 if name == "longitudes"
                 else "sort the grid, e.g. ds.sortby('lat')",
             )
-    lat_b = np.clip(_edges(lat) if lat_b is None else np.asarray(lat_b, float), -90.0, 90.0)
-    lon_b = _edges(lon_u) if lon_b is None else _unwrap_deg(np.asarray(lon_b, float))
-    lon_b = lon_b + 360.0 * np.round((lon_u[0] - 0.5 * (lon_b[0] + lon_b[1])) / 360.0)
-    if lat_b.shape != (lat.size + 1,) or lon_b.shape != (lon.size + 1,):
+    lat_e = np.clip(_edges(lat) if lat_b is None else np.asarray(lat_b, float), -90.0, 90.0)
+    lon_e = _edges(lon_u) if lon_b is None else _unwrap_deg(np.asarray(lon_b, float))
+    lon_e = lon_e + 360.0 * np.round((lon_u[0] - 0.5 * (lon_e[0] + lon_e[1])) / 360.0)
+    if lat_e.shape != (lat.size + 1,) or lon_e.shape != (lon.size + 1,):
         raise DataError(
             "rectilinear bounds need n+1 edges",
-            found=f"{lat_b.shape} and {lon_b.shape}",
+            found=f"{lat_e.shape} and {lon_e.shape}",
             expected=f"({lat.size + 1},) and ({lon.size + 1},)",
         )
-    return _arr(lat_b), _arr(lon_b)  # type: ignore[return-value]
+    return _arr(lat_e), _arr(lon_e)
 
 
 def _q(a: np.ndarray) -> bytes:
@@ -99,7 +107,14 @@ def _q(a: np.ndarray) -> bytes:
     return np.rint(np.asarray(a, dtype=np.float64) * 1e5).astype("<i8").tobytes()
 
 
-def _arr(a: Any) -> np.ndarray | None:
+@overload
+def _arr(a: None) -> None: ...
+@overload
+def _arr(a: ArrayLike) -> np.ndarray: ...
+@overload
+def _arr(a: ArrayLike | None) -> np.ndarray | None: ...
+def _arr(a: ArrayLike | None) -> np.ndarray | None:
+    """A read-only float64 copy of ``a`` (None stays None)."""
     if a is None:
         return None
     out = np.array(a, dtype=np.float64)
@@ -123,13 +138,13 @@ class Grid:
     lon: np.ndarray = field(repr=False)
     y: np.ndarray | None = field(default=None, repr=False)
     x: np.ndarray | None = field(default=None, repr=False)
-    mapping: dict | None = None
+    mapping: dict[str, Any] | None = None
     mapping_name: str | None = None
     lat_bounds: np.ndarray | None = field(default=None, repr=False)
     lon_bounds: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        def set_(name: str, value: Any) -> None:
+        def set_(name: str, value: object) -> None:
             object.__setattr__(self, name, value)
 
         if self.kind not in ("rectilinear", "curvilinear", "rotated_pole"):
@@ -153,7 +168,8 @@ class Grid:
             }
             mname = self.mapping_name or "rotated_pole"
             if self.lat.shape != (y.size, x.size) or self.lon.shape != self.lat.shape:
-                la, lo = unrotate(*np.meshgrid(y, x, indexing="ij"), mapping)
+                yy, xx = np.meshgrid(y, x, indexing="ij")
+                la, lo = unrotate(yy, xx, mapping)
                 set_("lat", _arr(la))
                 set_("lon", _arr(lo))
         else:
@@ -177,21 +193,21 @@ class Grid:
     @classmethod
     def rectilinear(
         cls,
-        lat: Any,
-        lon: Any,
+        lat: ArrayLike,
+        lon: ArrayLike,
         *,
-        lat_bounds: Any = None,
-        lon_bounds: Any = None,
+        lat_bounds: ArrayLike | None = None,
+        lon_bounds: ArrayLike | None = None,
         dims: tuple[str, str] = ("lat", "lon"),
     ) -> Grid:
         """A rectilinear grid from 1-D centres (and optional n+1 edges)."""
-        return cls("rectilinear", dims, lat, lon, lat_bounds=lat_bounds, lon_bounds=lon_bounds)
+        return cls("rectilinear", dims, _arr(lat), _arr(lon), lat_bounds=_arr(lat_bounds), lon_bounds=_arr(lon_bounds))
 
     @classmethod
     def rotated(
         cls,
-        rlat: Any,
-        rlon: Any,
+        rlat: ArrayLike,
+        rlon: ArrayLike,
         pole_lat: float,
         pole_lon: float,
         *,
@@ -206,10 +222,10 @@ class Grid:
             "grid_north_pole_longitude": pole_lon,
             "north_pole_grid_longitude": north_pole_grid_longitude,
         }
-        return cls("rotated_pole", dims, np.empty(0), np.empty(0), rlat, rlon, mapping, mapping_name)
+        return cls("rotated_pole", dims, np.empty(0), np.empty(0), _arr(rlat), _arr(rlon), mapping, mapping_name)
 
     @classmethod
-    def from_dataset(cls, obj: xr.Dataset | xr.DataArray, file: str | None = None) -> Grid:
+    def from_dataset(cls, obj: xr.Dataset | xr.DataArray, file: str | PathLike | None = None) -> Grid:
         """Read the horizontal grid of a CF Dataset or DataArray; ``file`` is only used in error messages.
 
         A DataArray that names a rotated-pole grid mapping it does not carry gets its pole inferred from its
@@ -235,8 +251,9 @@ class Grid:
     def shape(self) -> tuple[int, int]:
         """(ny, nx)."""
         if self.kind == "curvilinear":
-            return tuple(self.lat.shape)  # type: ignore[return-value]
-        return (self.y.size, self.x.size)  # type: ignore[union-attr]
+            return tuple(self.lat.shape)
+        y, x = self._axes()
+        return (y.size, x.size)
 
     @property
     def size(self) -> int:
@@ -253,7 +270,8 @@ class Grid:
                 m["grid_north_pole_longitude"],
                 m.get("north_pole_grid_longitude", 0.0),
             ]
-            parts = [_q(self.y), _q(normalise_lon(self.x)), _q(np.r_[pole[0], normalise_lon(pole[1:])])]
+            y, x = self._axes()
+            parts = [_q(y), _q(normalise_lon(x)), _q(np.r_[pole[0], normalise_lon(pole[1:])])]
         else:
             parts = [_q(self.lat), _q(self.lon)]
         for p in parts:
@@ -274,8 +292,9 @@ class Grid:
             plat, plon = m["grid_north_pole_latitude"], float(normalise_lon(m["grid_north_pole_longitude"]))
             extra = f" (pole {abs(plat):g}{'N' if plat >= 0 else 'S'} {abs(plon):.1f}{'E' if plon >= 0 else 'W'})"
         elif self.kind == "rectilinear":
-            dy = np.abs(np.diff(self.lat_bounds)).mean()  # type: ignore[arg-type]
-            dx = np.abs(np.diff(self.lon_bounds)).mean()  # type: ignore[arg-type]
+            lat_b, lon_b = self._rect_edges()
+            dy = np.abs(np.diff(lat_b)).mean()
+            dx = np.abs(np.diff(lon_b)).mean()
             extra = f" ({dy:.2f}x{dx:.2f} deg)"
         else:
             extra = f" on ({self.dims[0]}, {self.dims[1]})"
@@ -291,7 +310,7 @@ class Grid:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description (lists of floats); :meth:`from_dict` gives back an equal grid."""
 
-        def lst(a):
+        def lst(a: np.ndarray | None) -> list[float] | None:
             return None if a is None else np.asarray(a, dtype=np.float64).tolist()
 
         curv = self.kind == "curvilinear"
@@ -337,6 +356,21 @@ class Grid:
         return g
 
     # ---------------------------------------------------------------- geometry
+    def _axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The 1-D native axes (y, x) of a rectilinear or rotated-pole grid."""
+        assert self.y is not None and self.x is not None, "curvilinear grids have no native axes"
+        return self.y, self.x
+
+    def _rect_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lat edges, lon edges) of a rectilinear grid, always set by ``__post_init__``."""
+        assert self.lat_bounds is not None and self.lon_bounds is not None, "only rectilinear grids have bounds"
+        return self.lat_bounds, self.lon_bounds
+
+    def _pole(self) -> dict[str, Any]:
+        """The grid mapping of a rotated-pole grid, always set by ``__post_init__``."""
+        assert self.mapping is not None, "only rotated-pole grids have a pole"
+        return self.mapping
+
     @property
     def lat2d(self) -> np.ndarray:
         """(ny, nx) latitudes of cell centres."""
@@ -350,15 +384,16 @@ class Grid:
     def axis_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(y edges, x edges) in native coordinates (n+1 each); None for curvilinear grids."""
         if self.kind == "rectilinear":
-            return self.lat_bounds, self.lon_bounds  # type: ignore[return-value]
+            return self._rect_edges()
         if self.kind == "rotated_pole":
-            return np.clip(_edges(self.y), -90.0, 90.0), _edges(_unwrap_deg(self.x))  # type: ignore[arg-type]
+            y, x = self._axes()
+            return np.clip(_edges(y), -90.0, 90.0), _edges(_unwrap_deg(x))
         return None
 
-    def native_coords(self, lat: Any, lon: Any) -> tuple[np.ndarray, np.ndarray]:
+    def native_coords(self, lat: ArrayLike, lon: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Geographic points in this grid's native axis coordinates (rotated for rotated_pole)."""
         if self.kind == "rotated_pole":
-            return rotate(lat, lon, self.mapping)  # type: ignore[arg-type]
+            return rotate(lat, lon, self._pole())
         if self.kind == "rectilinear":
             return np.asarray(lat, float), normalise_lon(lon)
         raise DataError("curvilinear grids have no native axis coordinates", found=self.describe())
@@ -368,7 +403,7 @@ class Grid:
         b = self.axis_bounds()
         if b is not None:
             yc, xc = np.meshgrid(b[0], b[1], indexing="ij")
-            return unrotate(yc, xc, self.mapping) if self.kind == "rotated_pole" else (yc, normalise_lon(xc))
+            return unrotate(yc, xc, self._pole()) if self.kind == "rotated_pole" else (yc, normalise_lon(xc))
         p = xyz(self.lat, self.lon)
         p = np.concatenate([2 * p[:1] - p[1:2], p, 2 * p[-1:] - p[-2:-1]], axis=0)
         p = np.concatenate([2 * p[:, :1] - p[:, 1:2], p, 2 * p[:, -1:] - p[:, -2:-1]], axis=1)
@@ -476,11 +511,11 @@ class Grid:
 
     def wrap(
         self,
-        values: Any,
+        values: ArrayLike,
         name: str,
         leading: tuple[str, ...] = ("time",),
-        coords: dict | None = None,
-        attrs: dict | None = None,
+        coords: Mapping[str, Any] | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> xr.DataArray:
         """A DataArray (leading..., ydim, xdim) on this grid; 2-D values need no leading dims.
 
@@ -522,47 +557,59 @@ class Grid:
 
 
 # -------------------------------------------------------------------- dataset inspection helpers
-def _read_grid(cls: type[Grid], ds: xr.Dataset, file: str | None) -> Grid:
+def _read_grid(cls: type[Grid], ds: xr.Dataset, file: str | PathLike | None) -> Grid:
     """The body of :meth:`Grid.from_dataset`."""
     mname, mapping, referenced = _find_mapping(ds)
     ylat, xlon = _find_latlon(ds)
     if mapping is not None or referenced is not None:
         ry, rx = _find_std(ds, "grid_latitude", ("rlat",)), _find_std(ds, "grid_longitude", ("rlon",))
-        if mapping is None and ry is not None and rx is not None and ylat is not None and ylat.ndim == 2:
+        if (
+            mapping is None
+            and ry is not None
+            and rx is not None
+            and ylat is not None
+            and xlon is not None
+            and ylat.ndim == 2
+        ):
             lat2, lon2 = _oriented(ylat, xlon, (ry.dims[0], rx.dims[0]))
             mapping, mname = infer_pole(ry.values, rx.values, lat2, lon2), referenced
         if mapping is not None and ry is not None and rx is not None:
-            dims = (ry.dims[0], rx.dims[0])
+            dims = (str(ry.dims[0]), str(rx.dims[0]))
             y, x = np.asarray(ry.values, float), np.asarray(rx.values, float)
             lat = lon = np.empty(0)
-            if ylat is not None and ylat.ndim == 2 and set(ylat.dims) == set(dims):
+            if ylat is not None and xlon is not None and ylat.ndim == 2 and set(ylat.dims) == set(dims):
                 lat, lon = _oriented(ylat, xlon, dims)
                 if fit_error(y, x, lat, lon, mapping) > TOL:
                     mapping = mismatched_pole(y, x, lat, lon, mapping, mname, file)
                     if mapping is None:
                         return cls("curvilinear", dims, lat, lon)
             return cls("rotated_pole", dims, lat, lon, y, x, mapping, mname)
-    if ylat is None:
+    if ylat is None or xlon is None:
         raise DataError(
             "no horizontal coordinates found", file=file, found=f"variables {sorted(map(str, ds.variables))}", fix=_FIX
         )
     if ylat.ndim == 1:
         lat_b, lon_b = _file_bounds(ds, ylat), _file_bounds(ds, xlon)
         return cls(
-            "rectilinear", (ylat.dims[0], xlon.dims[0]), ylat.values, xlon.values, lat_bounds=lat_b, lon_bounds=lon_b
+            "rectilinear",
+            (str(ylat.dims[0]), str(xlon.dims[0])),
+            ylat.values,
+            xlon.values,
+            lat_bounds=lat_b,
+            lon_bounds=lon_b,
         )
     lat, lon = _oriented(ylat, xlon, ylat.dims)
-    return cls("curvilinear", tuple(ylat.dims), lat, lon)
+    return cls("curvilinear", (str(ylat.dims[0]), str(ylat.dims[1])), lat, lon)
 
 
-def _cf(ds: xr.Dataset) -> Any:
+def _cf(ds: xr.Dataset) -> CFDatasetAccessor:
     """The cf-xarray accessor (importing cf_xarray registers it; done on first use, not at import)."""
     import cf_xarray  # noqa: F401
 
     return ds.cf
 
 
-def _find_mapping(ds: xr.Dataset) -> tuple[str | None, dict | None, str | None]:
+def _find_mapping(ds: xr.Dataset) -> tuple[str | None, dict[str, Any] | None, str | None]:
     """(name, attrs) of a rotated-pole grid mapping, plus the name a variable refers to (even if absent)."""
     referenced = None
     for v in ds.variables.values():
@@ -584,7 +631,7 @@ def _find_mapping(ds: xr.Dataset) -> tuple[str | None, dict | None, str | None]:
 
 
 def _find_std(ds: xr.Dataset, standard_name: str, names: tuple[str, ...], ndim: int = 1) -> xr.DataArray | None:
-    cands: list[str] = []
+    cands: list[Hashable] = []
     try:
         cands += list(_cf(ds).standard_names.get(standard_name, []))
         if standard_name in ("latitude", "longitude"):
@@ -611,7 +658,7 @@ def _find_latlon(ds: xr.Dataset) -> tuple[xr.DataArray | None, xr.DataArray | No
     return None, None
 
 
-def _oriented(lat: xr.DataArray, lon: xr.DataArray, dims: tuple) -> tuple[np.ndarray, np.ndarray]:
+def _oriented(lat: xr.DataArray, lon: xr.DataArray, dims: tuple[Hashable, ...]) -> tuple[np.ndarray, np.ndarray]:
     return (np.asarray(lat.transpose(*dims).values, float), np.asarray(lon.transpose(*dims).values, float))
 
 

@@ -14,12 +14,12 @@ import warnings
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import numpy as np
 import xarray as xr
 
-from downscale.data.calendar import calendar_of, format_date, time_step_seconds, time_values
+from downscale.data.calendar import TimeLike, calendar_of, format_date, time_step_seconds, time_values
 from downscale.data.units import Conversion, to_canonical
 from downscale.data.variables import VARIABLES, parse_level_name
 from downscale.errors import (
@@ -105,7 +105,7 @@ def open_dataset(path: str | PathLike) -> xr.Dataset:
     return ds
 
 
-def _levels_hpa(coord: xr.DataArray, *, file: Any, variable: str) -> np.ndarray:
+def _levels_hpa(coord: xr.DataArray, *, file: str | PathLike | None, variable: str) -> np.ndarray:
     """Pressure levels of ``coord`` in hPa (units checked with pint; missing units guessed by magnitude)."""
     values = np.atleast_1d(np.asarray(coord.values, dtype=np.float64))
     units = str(coord.attrs.get("units", "")).strip()
@@ -131,13 +131,13 @@ def _vertical_coord(da: xr.DataArray) -> str | None:
     for name in ("plev", "lev", "level", "pressure", "isobaric"):
         if name in da.coords:
             return name
-    for name, coord in da.coords.items():
+    for cname, coord in da.coords.items():
         if coord.attrs.get("standard_name") == "air_pressure" and coord.ndim <= 1:
-            return str(name)
+            return str(cname)
     return None
 
 
-def _select_level(da: xr.DataArray, level: int, *, file: Any, name: str) -> xr.DataArray:
+def _select_level(da: xr.DataArray, level: int, *, file: str | PathLike | None, name: str) -> xr.DataArray:
     zname = _vertical_coord(da)
     if zname is None:
         raise MissingVariableError(
@@ -374,7 +374,8 @@ def check_finite(
 
     The message names the number of bad values, the first bad date and its cell index.
     """
-    bad = ~np.isfinite(da)
+    # numpy's stubs type a ufunc of a DataArray as an ndarray; xarray's __array_ufunc__ returns a DataArray
+    bad = cast(xr.DataArray, ~np.isfinite(da))
     if mask is not None:
         if not isinstance(mask, xr.DataArray):
             mask = np.asarray(mask, dtype=bool)
@@ -395,7 +396,7 @@ def check_finite(
         when = "in the field"
         count = int(cells.sum())
     cell = tuple(int(i) for i in np.argwhere(cells)[0]) if cells.ndim else ()
-    where = f"cell {cell} of ({', '.join(other)})" if other else "a time step"
+    where = f"cell {cell} of ({', '.join(map(str, other))})" if other else "a time step"
     raise DataError(
         f"{count} NaN/inf values where data must be valid",
         file=file,
@@ -405,7 +406,7 @@ def check_finite(
     )
 
 
-def infer_frequency(time: Any) -> str:
+def infer_frequency(time: TimeLike) -> str:
     """CMIP frequency of a time axis from its most common step: ``day``, ``6hr``, ``mon``, ``yr``...
 
     Robust to non-contiguous axes (e.g. DJF-only data).  Unusual steps give ``"<n>s"``.
@@ -423,7 +424,7 @@ def infer_frequency(time: Any) -> str:
     return f"{step:g}s"
 
 
-def check_daily(time: Any, *, file: Any = None, frequency: str | None = None) -> None:
+def check_daily(time: TimeLike, *, file: str | PathLike | None = None, frequency: str | None = None) -> None:
     """Raise DataError unless ``time`` is a daily axis (gaps allowed: DJF-only data is fine)."""
     try:
         found = infer_frequency(time)

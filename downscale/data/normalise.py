@@ -12,12 +12,16 @@ Transforms:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
+import xarray as xr
 
 from downscale.data.variables import VARIABLES, parse_level_name
 from downscale.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Normaliser", "Stats"]
 
@@ -55,7 +59,7 @@ class Normaliser:
     static: dict[str, Stats]
 
     @classmethod
-    def fit(cls, predictors: Any, targets: Any, static: Any | None = None) -> Normaliser:
+    def fit(cls, predictors: xr.DataArray, targets: xr.DataArray, static: xr.DataArray | None = None) -> Normaliser:
         """Fit on training data.
 
         ``predictors``/``targets`` are DataArrays with dims (time, channel, y, x)
@@ -64,7 +68,7 @@ class Normaliser:
         """
         import dask
 
-        pending: dict[tuple[str, str], Any] = {}
+        pending: dict[tuple[str, str], xr.DataArray] = {}
         groups = {"predictors": predictors, "targets": targets, "static": static}
         for group, da in groups.items():
             if da is None:
@@ -116,7 +120,13 @@ class Normaliser:
         axis = axis % arr.ndim
         return ((arr - self._bcast(shift, arr.ndim, axis)) / self._bcast(scale, arr.ndim, axis)).astype(np.float32)
 
-    def denormalise(self, group: str, arr: Any, names: list[str], axis: int = -3) -> Any:
+    @overload
+    def denormalise(self, group: str, arr: np.ndarray, names: list[str], axis: int = -3) -> np.ndarray: ...
+    @overload
+    def denormalise(self, group: str, arr: torch.Tensor, names: list[str], axis: int = -3) -> torch.Tensor: ...
+    def denormalise(
+        self, group: str, arr: np.ndarray | torch.Tensor, names: list[str], axis: int = -3
+    ) -> np.ndarray | torch.Tensor:
         """Inverse of :meth:`normalise`; works on numpy arrays and torch tensors."""
         shift, scale = self._affine(getattr(self, group), names)
         axis = axis % arr.ndim
@@ -124,7 +134,7 @@ class Normaliser:
         if not isinstance(arr, np.ndarray):  # torch
             import torch
 
-            s, b = torch.as_tensor(s, device=arr.device), torch.as_tensor(b, device=arr.device)
+            return arr * torch.as_tensor(s, device=arr.device) + torch.as_tensor(b, device=arr.device)
         return arr * s + b
 
     # -- storing ----------------------------------------------------------

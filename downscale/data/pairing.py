@@ -22,7 +22,7 @@ from downscale.errors import CalendarError, GridMismatchError, RecipeError
 
 if TYPE_CHECKING:
     from downscale.data.grids import Grid
-    from downscale.recipe import Recipe
+    from downscale.recipe import PeriodSpec, Recipe
 
 __all__ = ["PairedData", "build_pairs", "stack_channels"]
 
@@ -59,7 +59,7 @@ class PairedData:
     def time(self) -> xr.DataArray:
         return self.y["time"]
 
-    def indices(self, period: Any, *, exclude: Any | None = None) -> np.ndarray:
+    def indices(self, period: PeriodSpec, *, exclude: PeriodSpec | None = None) -> np.ndarray:
         """Time indices inside ``period`` (a PeriodSpec), minus those in ``exclude``."""
         from downscale.data.calendar import select_period
 

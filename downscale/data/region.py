@@ -8,7 +8,7 @@ the emulator's domain plus a halo before anything is read.
 
 from __future__ import annotations
 
-from typing import Any
+from os import PathLike
 
 import numpy as np
 import xarray as xr
@@ -19,7 +19,9 @@ from downscale.errors import GridMismatchError
 __all__ = ["check_covers", "check_input_grid", "domain_box", "read_halo", "subset_region"]
 
 
-def check_input_grid(grid: Grid, coarse: Grid, halo: float, *, file: Any = None, variable: str | None = None) -> None:
+def check_input_grid(
+    grid: Grid, coarse: Grid, halo: float, *, file: str | PathLike | None = None, variable: str | None = None
+) -> None:
     """Raise GridMismatchError unless ``grid`` is ``coarse`` itself, or rectilinear and covering the centres of
     ``coarse`` plus ``halo`` degrees (it is then cut and regridded)."""
     if grid.id == coarse.id:
@@ -36,7 +38,7 @@ def check_input_grid(grid: Grid, coarse: Grid, halo: float, *, file: Any = None,
     check_covers(grid, coarse, halo, file=file, variable=variable)
 
 
-def read_halo(source: Any, halo: float) -> float:
+def read_halo(source: Grid, halo: float) -> float:
     """The margin in degrees to read around the domain from rectilinear ``source``: ``halo``, but at least one
     cell of ``source`` itself, so that a coarser input keeps the neighbours its regridding needs at the domain
     edge.  (Coverage is still checked against ``halo`` alone; reading more than the file has is harmless.)"""
@@ -47,7 +49,7 @@ def read_halo(source: Any, halo: float) -> float:
     return max(float(halo), cell)
 
 
-def domain_box(grid: Any, halo: float) -> tuple[float, float, float, float]:
+def domain_box(grid: Grid, halo: float) -> tuple[float, float, float, float]:
     """(lat0, lat1, lon0, lon1) around the cell centres of ``grid`` plus ``halo`` degrees; lon1 - lon0 < 360
     and lon0 may be below -180 (the box is not cut at the date line)."""
     lat, lon = grid.lat2d.ravel(), grid.lon2d.ravel()
@@ -64,7 +66,9 @@ def _lon_global(lon_b: np.ndarray) -> bool:
     return float(np.abs(lon_b[-1] - lon_b[0])) >= 360.0 - 1e-6
 
 
-def check_covers(source: Any, coarse: Any, halo: float, *, file: Any = None, variable: str | None = None) -> None:
+def check_covers(
+    source: Grid, coarse: Grid, halo: float, *, file: str | PathLike | None = None, variable: str | None = None
+) -> None:
     """Raise GridMismatchError unless the cells of rectilinear ``source`` cover the centres of ``coarse`` plus
     ``halo`` degrees (the region read for regridding)."""
     lat0, lat1, lon0, lon1 = domain_box(coarse, halo)
@@ -104,7 +108,7 @@ def _run_indices(mask: np.ndarray, periodic: bool) -> np.ndarray | slice:
     return np.r_[np.arange(first, n), np.arange(0, last + 1)]
 
 
-def subset_region(da: xr.DataArray, source: Any, coarse: Any, halo: float) -> tuple[xr.DataArray, Any]:
+def subset_region(da: xr.DataArray, source: Grid, coarse: Grid, halo: float) -> tuple[xr.DataArray, Grid]:
     """``da`` (on rectilinear ``source``) cut to the cells that meet the domain of ``coarse`` plus ``halo``
     degrees, plus one cell on each side for interpolation.  Lazy: on dask input only that region is read
     (a domain across the input's longitude seam reads its latitude band).  Returns (data, its grid)."""

@@ -38,12 +38,12 @@ def regrid_files(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = suffix or f"{method}-{target.id[:8]}"
-    written = []
+    written: list[Path] = []
     for path in expand_inputs(inputs):
         ds = open_dataset(path)
         source = Grid.from_dataset(ds, file=path)
         regrid = create_regridder(source, target, method)
-        fields = {name: regrid(da) for name, da in ds.data_vars.items() if set(source.dims) <= set(da.dims)}
+        fields = {str(name): regrid(da) for name, da in ds.data_vars.items() if set(source.dims) <= set(da.dims)}
         out = target.to_dataset(fields)
         for name in ("time_bnds", "time_bounds"):
             if name in ds:

@@ -3,9 +3,12 @@ and recovering a CF ``rotated_latitude_longitude`` pole from 2-D lat/lon."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from os import PathLike
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "ROTATED",
@@ -24,7 +27,7 @@ ROTATED = "rotated_latitude_longitude"
 TOL = 5e-3  # degrees: 2-D lat/lon that agree with a rotated pole to this are taken to be on it
 
 
-def normalise_lon(lon: Any) -> np.ndarray:
+def normalise_lon(lon: ArrayLike) -> np.ndarray:
     """Longitudes mapped to [-180, 180)."""
     return (np.asarray(lon, dtype=np.float64) + 180.0) % 360.0 - 180.0
 
@@ -49,7 +52,7 @@ def _ry(deg: float) -> np.ndarray:
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
-def _pole_matrix(mapping: dict) -> np.ndarray:
+def _pole_matrix(mapping: Mapping[str, Any]) -> np.ndarray:
     """M with geographic_xyz = M @ rotated_xyz for a CF rotated_latitude_longitude mapping."""
     plat = float(mapping["grid_north_pole_latitude"])
     plon = float(mapping["grid_north_pole_longitude"])
@@ -57,26 +60,28 @@ def _pole_matrix(mapping: dict) -> np.ndarray:
     return _rz(plon) @ _ry(90.0 - plat) @ _rz(180.0) @ _rz(-g0)
 
 
-def unrotate(rlat: Any, rlon: Any, mapping: dict) -> tuple[np.ndarray, np.ndarray]:
+def unrotate(rlat: ArrayLike, rlon: ArrayLike, mapping: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Geographic (lat, lon) of rotated-pole coordinates (exact spherical rotation, lon in [-180, 180))."""
     return latlon_of_xyz(xyz(np.asarray(rlat, float), np.asarray(rlon, float)) @ _pole_matrix(mapping).T)
 
 
-def rotate(lat: Any, lon: Any, mapping: dict) -> tuple[np.ndarray, np.ndarray]:
+def rotate(lat: ArrayLike, lon: ArrayLike, mapping: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Rotated-pole (rlat, rlon) of geographic coordinates (rlon in [-180, 180))."""
     return latlon_of_xyz(xyz(np.asarray(lat, float), np.asarray(lon, float)) @ _pole_matrix(mapping))
 
 
-def fit_error(y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray, mapping: dict) -> float:
+def fit_error(y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray, mapping: Mapping[str, Any]) -> float:
     """Largest difference (degrees) between the 2-D lat/lon and those computed from the pole."""
-    la, lo = unrotate(*np.meshgrid(y, x, indexing="ij"), mapping)
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    la, lo = unrotate(yy, xx, mapping)
     return float(max(np.nanmax(np.abs(la - lat)), np.nanmax(np.abs(normalise_lon(lo - lon)))))
 
 
-def infer_pole(y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> dict | None:
+def infer_pole(y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> dict[str, Any] | None:
     """The rotated pole (rounded to 0.01, else 1e-4 degrees) that maps (y, x) onto the 2-D (lat, lon) within
     ``TOL`` degrees, or None when none fits."""
-    r = xyz(*np.meshgrid(y, x, indexing="ij")).reshape(-1, 3)
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    r = xyz(yy, xx).reshape(-1, 3)
     g = xyz(lat, lon).reshape(-1, 3)
     ok = np.isfinite(g).all(axis=1)
     u, _, vt = np.linalg.svd(g[ok].T @ r[ok])
@@ -99,8 +104,14 @@ def infer_pole(y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray) -
 
 
 def mismatched_pole(
-    y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray, mapping: dict, name: str | None, file: str | None
-) -> dict | None:
+    y: np.ndarray,
+    x: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    mapping: Mapping[str, Any],
+    name: str | None,
+    file: str | PathLike | None,
+) -> dict[str, Any] | None:
     """A file whose 2-D lat/lon disagree with its grid mapping: trust lat/lon (warn), infer the pole from them."""
     import warnings
 

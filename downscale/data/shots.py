@@ -11,11 +11,15 @@ the k-shot set (stratified the same way), never from the test period.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from downscale.errors import DataError
+
+if TYPE_CHECKING:
+    from downscale.data.calendar import TimeLike
+    from downscale.recipe import ShotsSpec
 
 __all__ = ["ShotSelection", "select_shots"]
 
@@ -72,7 +76,9 @@ def _stratified(rng: np.random.Generator, pool: np.ndarray, strata: np.ndarray, 
     return np.sort(np.concatenate(picks)) if picks else np.array([], int)
 
 
-def select_shots(time: Any, candidates: np.ndarray, spec: Any, *, season: str | None = None) -> ShotSelection:
+def select_shots(
+    time: TimeLike, candidates: np.ndarray, spec: ShotsSpec, *, season: str | None = None
+) -> ShotSelection:
     """Pick the k-shot set among ``candidates`` (time indices of the training period).
 
     ``spec`` is a :class:`~downscale.recipe.ShotsSpec`; ``time`` the paired time axis.
@@ -95,6 +101,7 @@ def select_shots(time: Any, candidates: np.ndarray, spec: Any, *, season: str | 
         chosen = candidates[np.isin(years, chosen_years)]
         size = f"{spec.winters} winter{'s' if spec.winters != 1 else ''} ({', '.join(str(y) for y in chosen_years)})"
     else:
+        assert spec.days is not None  # ShotsSpec: exactly one of days and winters
         if spec.days > len(candidates):
             raise DataError(
                 f"shots.days = {spec.days} but the training period has {len(candidates)} days",
@@ -123,6 +130,6 @@ def select_shots(time: Any, candidates: np.ndarray, spec: Any, *, season: str | 
     return ShotSelection(np.sort(train), np.sort(val), record)
 
 
-def _iso(key: Any) -> str:
+def _iso(key: int | np.integer) -> str:
     k = int(key)
     return f"{k // 10000:04d}-{k // 100 % 100:02d}-{k % 100:02d}"

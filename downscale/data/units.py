@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from os import PathLike
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -34,6 +34,9 @@ from downscale.data.calendar import (
 )
 from downscale.data.variables import MM_DAY, Kind, get_spec
 from downscale.errors import UnitsError
+
+if TYPE_CHECKING:
+    import pint
 
 __all__ = [
     "MM_DAY",
@@ -85,13 +88,13 @@ class Conversion:
         return asdict(self)
 
 
-def _ureg() -> Any:
+def _ureg() -> pint.UnitRegistry:
     from cf_xarray.units import units
 
     return units
 
 
-def _quantity(value: float, text: str, *, file: Any, variable: str | None) -> Any:
+def _quantity(value: float, text: str, *, file: str | None, variable: str | None) -> pint.Quantity:
     """``pint.Quantity(value, text)`` or a one-line :class:`UnitsError`."""
     try:
         return _ureg().Quantity(value, text)
@@ -104,7 +107,7 @@ def _quantity(value: float, text: str, *, file: Any, variable: str | None) -> An
         ) from None
 
 
-def _source_units(da: xr.DataArray, *, file: Any, variable: str | None, expected: str | None) -> str:
+def _source_units(da: xr.DataArray, *, file: str | None, variable: str | None, expected: str | None) -> str:
     units = da.attrs.get("units")
     if units is None or not str(units).strip():
         raise UnitsError(
@@ -135,7 +138,7 @@ def _affine(src: str, tgt: str) -> tuple[float, float]:
 
 
 def _accumulation_seconds(
-    da: xr.DataArray, time_bounds: xr.DataArray | None, frequency: str | None, *, file: Any, variable: str | None
+    da: xr.DataArray, time_bounds: xr.DataArray | None, frequency: str | None, *, file: str | None, variable: str | None
 ) -> tuple[float | np.ndarray, str]:
     """Length of the accumulation period of each time step in seconds, and where it came from."""
     if "time" not in da.dims:
@@ -196,7 +199,7 @@ def _plan(
     src: str,
     tgt: str,
     *,
-    file: Any,
+    file: str | None,
     variable: str | None,
     time_bounds: xr.DataArray | None,
     frequency: str | None,
@@ -258,7 +261,7 @@ def _apply(da: xr.DataArray, scale: float | np.ndarray, offset: float) -> xr.Dat
     return out
 
 
-def _new_attrs(da: xr.DataArray, src: str, tgt: str, standard_name: str | None, amount: bool) -> dict:
+def _new_attrs(da: xr.DataArray, src: str, tgt: str, standard_name: str | None, amount: bool) -> dict[Any, Any]:
     attrs = {k: v for k, v in da.attrs.items() if k not in _RANGE_ATTRS}
     attrs["units"] = tgt
     attrs.setdefault("original_units", src)

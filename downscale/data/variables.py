@@ -65,7 +65,9 @@ _PR_ALT = (
     "precipitation_amount",
 )
 
-_T, _P, _H = "temperature", "precipitation", "humidity"
+_T: Kind = "temperature"
+_P: Kind = "precipitation"
+_H: Kind = "humidity"
 _SPECS: tuple[VariableSpec, ...] = (
     VariableSpec("tas", "air_temperature", "K", "Near-surface air temperature", "K", (150.0, 350.0), _T),
     VariableSpec(

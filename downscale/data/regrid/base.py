@@ -6,6 +6,8 @@ A backend is a class registered in :data:`BACKENDS` with
 * ``__init__(source, target, method)`` that computes the weights once;
 * ``__call__(da) -> DataArray`` regridding any DataArray whose last two dims are ``source.dims``.
 
+(:class:`RegridBackend` is that class, :class:`Regridder` an instance of it.)
+
 :func:`apply_horizontal` does the xarray part for backends that can regrid a numpy block ``(..., ny, nx)``:
 dimension checks, staying lazy on dask input, target coordinates and attributes.
 """
@@ -22,15 +24,13 @@ from downscale.data.grids import Grid
 from downscale.errors import GridMismatchError
 from downscale.registry import Registry
 
-__all__ = ["BACKENDS", "METHODS", "XESMF_FIX", "Regridder", "apply_horizontal"]
+__all__ = ["BACKENDS", "METHODS", "XESMF_FIX", "RegridBackend", "Regridder", "apply_horizontal"]
 
 #: methods the pip-only native backend knows; backends may add more (xesmf: ``patch``)
 METHODS: tuple[str, ...] = ("bilinear", "conservative", "area_mean", "nearest")
 
 #: how to get the optional xesmf backend
 XESMF_FIX = "install xesmf (conda install -c conda-forge esmpy xesmf; then pip install 'downscale[xesmf]')"
-
-BACKENDS: Registry[type] = Registry("regrid backend")
 
 _SRC_DIMS = ("__regrid_src_y__", "__regrid_src_x__")
 
@@ -45,6 +45,22 @@ class Regridder(Protocol):
     backend: str
 
     def __call__(self, da: xr.DataArray) -> xr.DataArray: ...
+
+
+class RegridBackend(Protocol):
+    """A backend class: ``supports``/``available`` are its classmethods, calling it makes a :class:`Regridder`."""
+
+    @property
+    def methods(self) -> tuple[str, ...]: ...
+
+    def available(self) -> bool: ...
+
+    def supports(self, source: Grid, target: Grid, method: str) -> bool: ...
+
+    def __call__(self, source: Grid, target: Grid, method: str) -> Regridder: ...
+
+
+BACKENDS: Registry[RegridBackend] = Registry("regrid backend")
 
 
 def apply_horizontal(

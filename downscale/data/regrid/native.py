@@ -17,6 +17,8 @@ sparse matmul over the flattened grid, so many time steps cost little.  Methods:
 
 from __future__ import annotations
 
+from typing import ClassVar, TypedDict
+
 import numpy as np
 import xarray as xr
 from scipy import sparse
@@ -39,7 +41,13 @@ def _same_native_axes(a: Grid, b: Grid) -> bool:
     return False
 
 
-def _pole(g: Grid) -> dict:
+class _Pole(TypedDict):
+    pole_lat: float
+    pole_lon: float
+    north_pole_grid_longitude: float
+
+
+def _pole(g: Grid) -> _Pole:
     m = g.mapping or {}
     return {
         "pole_lat": m["grid_north_pole_latitude"],
@@ -53,7 +61,7 @@ class NativeRegridder:
     """Regrid with precomputed sparse weights (numpy/scipy only)."""
 
     backend = "native"
-    methods: tuple[str, ...] = ("bilinear", "conservative", "area_mean", "nearest")
+    methods: ClassVar[tuple[str, ...]] = ("bilinear", "conservative", "area_mean", "nearest")
 
     @classmethod
     def available(cls) -> bool:
@@ -139,8 +147,10 @@ def _axis_interp(axis: np.ndarray, t: np.ndarray, periodic_lon: bool) -> tuple[n
 
 def _bilinear(source: Grid, target: Grid) -> sparse.coo_matrix:
     ty, tx = source.native_coords(target.lat2d.ravel(), target.lon2d.ravel())
-    y0, y1, fy = _axis_interp(source.y, ty, periodic_lon=False)
-    x0, x1, fx = _axis_interp(source.x, tx, periodic_lon=True)
+    sy, sx = source.y, source.x
+    assert sy is not None and sx is not None  # supports(): a rectilinear or rotated-pole source
+    y0, y1, fy = _axis_interp(sy, ty, periodic_lon=False)
+    x0, x1, fx = _axis_interp(sx, tx, periodic_lon=True)
     nx = source.shape[1]
     rows = np.tile(np.arange(ty.size), 4)
     cols = np.concatenate([y0 * nx + x0, y0 * nx + x1, y1 * nx + x0, y1 * nx + x1])
@@ -169,7 +179,9 @@ def _lon_overlap(tb: np.ndarray, sb: np.ndarray) -> np.ndarray:
 
 
 def _conservative(source: Grid, target: Grid) -> sparse.spmatrix:
-    (sy, sx), (ty, tx) = source.axis_bounds(), target.axis_bounds()  # type: ignore[misc]
+    sb, tb = source.axis_bounds(), target.axis_bounds()
+    assert sb is not None and tb is not None  # supports(): both grids have native axes
+    (sy, sx), (ty, tx) = sb, tb
     wy = sparse.csr_matrix(_lat_overlap(ty, sy))
     wx = sparse.csr_matrix(_lon_overlap(tx, sx))
     return sparse.kron(wy, wx, format="csr")
@@ -190,7 +202,9 @@ def _bin(bounds: np.ndarray, v: np.ndarray, lon: bool) -> np.ndarray:
 
 
 def _area_mean(source: Grid, target: Grid) -> sparse.coo_matrix:
-    yb, xb = target.axis_bounds()  # type: ignore[misc]
+    bounds = target.axis_bounds()
+    assert bounds is not None  # supports(): a rectilinear or rotated-pole target
+    yb, xb = bounds
     fy, fx = target.native_coords(source.lat2d.ravel(), source.lon2d.ravel())
     iy, ix = _bin(yb, fy, lon=False), _bin(xb, fx, lon=True)
     ok = (iy >= 0) & (ix >= 0)

@@ -10,6 +10,8 @@ clamps them to the edge instead).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import xarray as xr
 
 from downscale.data.grids import Grid
@@ -24,7 +26,7 @@ _METHODS = ("bilinear", "conservative")
 @BACKENDS.register("xarray_regrid")
 class XarrayRegridRegridder:
     backend = "xarray_regrid"
-    methods: tuple[str, ...] = _METHODS
+    methods: ClassVar[tuple[str, ...]] = _METHODS
 
     @classmethod
     def available(cls) -> bool:

@@ -13,7 +13,8 @@ lazily, never when this module is imported.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from types import ModuleType
+from typing import ClassVar
 
 import numpy as np
 import xarray as xr
@@ -27,7 +28,7 @@ __all__ = ["XesmfRegridder"]
 _XE_METHODS = {"bilinear": "bilinear", "conservative": "conservative", "nearest": "nearest_s2d", "patch": "patch"}
 
 
-def _import_xesmf() -> Any:
+def _import_xesmf() -> ModuleType:
     try:
         import xesmf
     except Exception as exc:
@@ -65,7 +66,8 @@ def _is_global(grid: Grid) -> bool:
     if grid.kind != "rectilinear":
         return False
     b = grid.lon_bounds
-    return bool(abs(abs(b[-1] - b[0]) - 360.0) < 1e-6 * 360.0)  # type: ignore[index]
+    assert b is not None  # a rectilinear grid always has its edges
+    return bool(abs(abs(b[-1] - b[0]) - 360.0) < 1e-6 * 360.0)
 
 
 @BACKENDS.register("xesmf")
@@ -73,7 +75,7 @@ class XesmfRegridder:
     """Regrid with xESMF; the ESMF weights are computed once in ``__init__``."""
 
     backend = "xesmf"
-    methods: tuple[str, ...] = tuple(_XE_METHODS)
+    methods: ClassVar[tuple[str, ...]] = tuple(_XE_METHODS)
 
     @classmethod
     def available(cls) -> bool:
