@@ -151,14 +151,14 @@ def build_bundle(path: Path, *, width: int, coarse_blocks: int, fine_blocks: int
     import torch
 
     from downscale import __version__
-    from downscale.bundle import Bundle, save_bundle
+    from downscale.bundle import Bundle, BundleMeta, save_bundle
+    from downscale.bundle.meta import VariableMeta
     from downscale.data.forcings import forcing_names
     from downscale.data.grids import Grid
     from downscale.data.normalise import Normaliser, Stats
     from downscale.models import create_model
     from downscale.models.losses import create_criterion
     from downscale.recipe import recipe_from_dict
-    from downscale.train.run import _variable_meta
 
     predictors = [f"{v}{lev}" for v in VARIABLES for lev in LEVELS]
     targets = ["tas", "pr"]
@@ -197,11 +197,11 @@ def build_bundle(path: Path, *, width: int, coarse_blocks: int, fine_blocks: int
         n_static=0,
         **model_kwargs,
     )
-    meta = {
+    raw = {
         "name": recipe.name,
         "framework": recipe.framework,
-        "predictors": _variable_meta(predictors, None),
-        "targets": _variable_meta(targets, None),
+        "predictors": [VariableMeta.of(n) for n in predictors],
+        "targets": [VariableMeta.of(n) for n in targets],
         "static": [],
         "forcings": forcings,
         "forcing_names": forcing_names(forcings),
@@ -216,6 +216,9 @@ def build_bundle(path: Path, *, width: int, coarse_blocks: int, fine_blocks: int
             "parameters": int(sum(p.numel() for p in model.parameters())),
         },
         "loss": loss.describe(),
+        "heads": recipe.loss,
+        "regrid": recipe.data.regrid,
+        "apply": recipe.apply,
         "recipe": recipe.to_dict(),
         "provenance": {
             "files": [],
@@ -231,6 +234,7 @@ def build_bundle(path: Path, *, width: int, coarse_blocks: int, fine_blocks: int
         },
         "training": {"best_epoch": 0, "best_val_loss": None, "epochs_run": 0, "stopped_early": False},
     }
+    meta = BundleMeta.model_validate(raw)
     arrays = {"valid_mask": np.ones((len(targets), *fine.shape), bool)}
     save_bundle(path, Bundle(meta=meta, weights=model.state_dict(), arrays=arrays))
     return path

@@ -6,6 +6,7 @@ and turns library errors into one clean line (exit code 2) instead of a tracebac
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from downscale.cli.logs import setup_logging
 
 app = typer.Typer(
     name="downscale",
@@ -22,7 +25,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-out = Console()
+#: results (tables, files written); to a file or pipe without a width limit, so that tables are never cut
+out = Console() if sys.stdout.isatty() else Console(width=1000)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail in the log (debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors in the log.")] = False,
+) -> None:
+    """Train neural emulators of regional climate models and downscale projections with them."""
+    global console, out
+    # the streams of this invocation (a test runner replaces them between invocations)
+    console = Console(stderr=True)
+    out = Console() if sys.stdout.isatty() else Console(width=1000, file=sys.stdout)
+    setup_logging(console, verbose=verbose, quiet=quiet)
+
+
+def _bar(progress: bool) -> bool:
+    """A progress bar only where someone watches it: on a terminal (the log has one line per epoch anyway)."""
+    return progress and console.is_terminal
 
 
 def _run(fn: Callable[[], Any]) -> Any:
@@ -48,7 +70,7 @@ def train(
     from downscale.recipe import load_recipe
     from downscale.train.run import train as train_fn
 
-    result = _run(lambda: train_fn(load_recipe(recipe, overrides), output, progress=progress, console=console))
+    result = _run(lambda: train_fn(load_recipe(recipe, overrides), output, progress=_bar(progress), console=console))
     _print_result(result)
 
 
@@ -108,9 +130,6 @@ def apply(
     Resumable: re-run the same command after an interruption and finished chunks are not recomputed."""
     from downscale.apply import downscale_files
 
-    def warn(text: str) -> None:
-        console.print(f"[bold yellow]warning:[/] {text}", markup=True, highlight=False, soft_wrap=True)
-
     result = _run(
         lambda: downscale_files(
             bundle,
@@ -125,9 +144,8 @@ def apply(
             seed=seed,
             scheduler=scheduler,
             on_implausible=on_implausible,
-            progress=progress,
+            progress=_bar(progress),
             console=console,
-            warn=warn,
         )
     )
     for path in result:
@@ -174,7 +192,7 @@ def transfer(
     def run() -> Any:
         parent = load_bundle(bundle)
         return transfer_fn(
-            parent, load_transfer_recipe(recipe, parent, overrides), output, progress=progress, console=console
+            parent, load_transfer_recipe(recipe, parent, overrides), output, progress=_bar(progress), console=console
         )
 
     result = _run(run)
@@ -196,10 +214,10 @@ def evaluate(
 
     command = f"downscale evaluate {config} -o {output}" + "".join(f" --set {o}" for o in overrides or [])
     result = _run(
-        lambda: evaluate_fn(config, output, progress=progress, console=console, overrides=overrides, command=command)
+        lambda: evaluate_fn(
+            config, output, progress=_bar(progress), console=console, overrides=overrides, command=command
+        )
     )
-    for note in result.notes:
-        console.print(f"[bold yellow]note:[/] {note}", markup=True, highlight=False, soft_wrap=True)
     out.print(
         f"{len(result.rows)} scores, {len(result.figures)} figures; report written to "
         f"{result.out_dir / 'report.html'} in {result.seconds:.0f} s",

@@ -324,22 +324,17 @@ def test_killed_run_resumes_without_recomputing_and_identically(tmp_path, tiny_b
     """SIGKILL once an rcp85 chunk is stored (the historical files are written or being written); the re-run
     keeps what is finished, computes only the rest, and its outputs are bit-identical to an uninterrupted run."""
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "downscale.cli.main",
-        "apply",
-        str(tiny_bundle),
-        str(small),
-        "-o",
-        str(out),
-        "--chunk-days",
-        "30",
-        "--no-progress",
-    ]
+    # the run is slowed down through apply's chunk hook, so that it can be killed half-way
+    script = (
+        "import sys, time\n"
+        "from downscale.apply import downscale_files\n"
+        "downscale_files(sys.argv[1], [sys.argv[2]], sys.argv[3], chunk_days=30,"
+        " on_chunk=lambda *chunk: time.sleep(0.3))\n"
+    )
+    cmd = [sys.executable, "-c", script, str(tiny_bundle), str(small), str(out)]
     proc = subprocess.Popen(
         cmd,
-        env={**os.environ, "DOWNSCALE_APPLY_TEST_DELAY": "0.3", "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -438,7 +433,7 @@ def narrow_bundle(tmp_path_factory, tiny_bundle) -> Path:
     from downscale.bundle import load_bundle, save_bundle
 
     b = load_bundle(tiny_bundle)
-    b.meta["targets"][0]["plausible"] = [285.0, 290.0]
+    b.meta.targets[0].plausible = (285.0, 290.0)
     out = tmp_path_factory.mktemp("narrow") / "bundle"
     save_bundle(out, b)
     return out
@@ -607,6 +602,6 @@ def test_output_domain_comes_from_the_target_files(tiny_bundle, ncep_bundle):
 
     cordex, eobs = downscale.load(tiny_bundle), downscale.load(ncep_bundle)
     assert domain_name(cordex.meta, cordex.fine_grid.id) == "EUR-44"
-    assert any("EUR-44" in str(f) for f in eobs.meta["provenance"]["files"])
+    assert any("EUR-44" in str(f) for f in eobs.meta.provenance["files"])
     assert domain_name(eobs.meta, eobs.fine_grid.id) == f"grid-{eobs.fine_grid.id[:8]}"
-    assert domain_name({**eobs.meta, "domain": "Iberia 0.5"}, eobs.fine_grid.id) == "Iberia-0.5"
+    assert domain_name(eobs.meta.model_copy(update={"domain": "Iberia 0.5"}), eobs.fine_grid.id) == "Iberia-0.5"

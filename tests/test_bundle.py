@@ -6,14 +6,30 @@ import numpy as np
 import pytest
 import torch
 
-from downscale.bundle import FORMAT_VERSION, Bundle, load_bundle, save_bundle
+from downscale.bundle import FORMAT_VERSION, Bundle, BundleMeta, load_bundle, save_bundle
+from downscale.bundle.meta import GridsMeta, ModelMeta, VariableMeta
 from downscale.errors import BundleError
+from downscale.recipe import LossSection
+
+
+def _meta(name: str = "t") -> BundleMeta:
+    """The smallest valid metadata: what the file-format tests need (the emulator tests train real bundles)."""
+    return BundleMeta(
+        name=name,
+        framework="perfect_model",
+        predictors=[VariableMeta.of("tas")],
+        targets=[VariableMeta.of("tas")],
+        grids=GridsMeta(coarse={}, fine={}),
+        normaliser={},
+        model=ModelMeta(type="simple_cnn", n_forcings=0, out_channels=1),
+        heads=LossSection(),
+    )
 
 
 @pytest.fixture
 def bundle_dir(tmp_path):
     b = Bundle(
-        meta={"name": "t", "predictors": [{"name": "tas"}]},
+        meta=_meta(),
         weights={"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)},
         arrays={"valid_mask": np.eye(3, dtype=bool), "static": np.full((1, 3, 3), 2.5, np.float32)},
     )
@@ -26,7 +42,7 @@ def test_round_trip(bundle_dir):
     path, bid = bundle_dir
     b = load_bundle(path)
     assert b.id == bid and len(bid) == 16
-    assert b.meta["format_version"] == FORMAT_VERSION and b.meta["name"] == "t"
+    assert b.meta.format_version == FORMAT_VERSION and b.meta.name == "t"
     assert torch.equal(b.weights["w"], torch.arange(6, dtype=torch.float32).reshape(2, 3))
     assert b.arrays["valid_mask"].dtype == bool and b.arrays["valid_mask"].sum() == 3
     assert float(b.arrays["static"][0, 1, 1]) == 2.5
@@ -41,7 +57,7 @@ def test_no_pickle_files(bundle_dir):
 def test_optional_optimizer_state_round_trips_under_the_manifest(tmp_path):
     state = {"exp_avg/w": torch.full((2, 3), 0.5), "step/w": torch.tensor(7.0)}
     path = tmp_path / "with-optimizer"
-    save_bundle(path, Bundle(meta={"name": "t"}, weights={"w": torch.zeros(2, 3)}, optimizer=state))
+    save_bundle(path, Bundle(meta=_meta(), weights={"w": torch.zeros(2, 3)}, optimizer=state))
     b = load_bundle(path)
     assert set(b.optimizer) == set(state) and torch.equal(b.optimizer["exp_avg/w"], state["exp_avg/w"])
     assert "optimizer.safetensors" in json.loads((path / "MANIFEST.json").read_text())
@@ -94,7 +110,7 @@ def test_not_a_bundle(tmp_path):
 def test_save_replaces_atomically(bundle_dir):
     path, first = bundle_dir
     b = load_bundle(path)
-    b.meta["name"] = "second"
+    b.meta.name = "second"
     second = save_bundle(path, b)
-    assert second != first and load_bundle(path).meta["name"] == "second"
+    assert second != first and load_bundle(path).meta.name == "second"
     assert not any(p.name.startswith(".") for p in path.parent.iterdir())

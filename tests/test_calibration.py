@@ -95,10 +95,10 @@ def test_bundle_stores_and_applies_the_thresholds(tmp_path, root):
     out = tmp_path / "b"
     train(recipe, out, progress=False)
     bundle = load_bundle(out)
-    assert bundle.meta["postprocess"]["wet_day_adaptation"]["variables"] == ["pr"]
+    assert bundle.meta.postprocess.wet_day_adaptation.variables == ["pr"]
     thr = bundle.arrays["wet_day_threshold"]
     assert thr.shape == (1, *bundle.arrays["static"].shape[1:])
-    assert [s["name"] for s in bundle.meta["static"]] == ["orog", "tas_clim", "pr_clim"]
+    assert bundle.meta.static_names == ["orog", "tas_clim", "pr_clim"]
     # the climatology statics are per-cell means over training days: pr's is positive, tas's plausible
     static = bundle.arrays["static"]
     assert np.nanmin(static[2]) >= 0 and 250 < np.nanmean(static[1]) < 300
@@ -107,7 +107,7 @@ def test_bundle_stores_and_applies_the_thresholds(tmp_path, root):
     x = np.random.default_rng(0).normal(size=(4, 2, *emu.coarse_grid.shape)).astype(np.float32)
     x[:, 0] = 280.0 + x[:, 0]
     x[:, 1] = np.abs(x[:, 1]) * 3 * MM_DAY
-    f = np.zeros((4, len(emu.meta["forcing_names"])), np.float32)
+    f = np.zeros((4, len(emu.meta.forcing_names)), np.float32)
     with_thr = emu.predict(x, f)
     emu._wet = []
     without = emu.predict(x, f)

@@ -31,7 +31,8 @@ import torch
 from downscale.data.dataset import BlockShuffleSampler, SampleArrays, SampleDataset
 from downscale.models import create_model
 from downscale.train import distributed as dist
-from downscale.train.engine import StepLoader, Trainer, seed_everything
+from downscale.train.engine import Trainer, seed_everything
+from downscale.train.loader import StepLoader
 from downscale.models.losses import create_criterion
 
 CONFIGS = {

@@ -21,7 +21,8 @@ import torch
 from downscale.errors import DownscaleError
 from downscale.tracking import Tracker, TrackingError, write_history
 from downscale.train.checkpoint import CheckpointError, CheckpointStore
-from downscale.train.engine import StepLoader, Trainer, lr_factor, seed_everything
+from downscale.train.engine import Trainer, lr_factor, seed_everything
+from downscale.train.loader import StepLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,8 @@ import torch
 from downscale.data.dataset import BlockShuffleSampler, SampleArrays, SampleDataset
 from downscale.models import create_model
 from downscale.train.checkpoint import CheckpointStore
-from downscale.train.engine import StepLoader, Trainer, seed_everything
+from downscale.train.engine import Trainer, seed_everything
+from downscale.train.loader import StepLoader
 from downscale.models.losses import create_criterion
 
 

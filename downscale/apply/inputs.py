@@ -162,10 +162,10 @@ class Projection:
         for name, fs in files.items():
             groups.setdefault((self.varnames.get(name, name), tuple(fs)), []).append(name)
         out: dict[str, tuple[str, list[str]]] = {}
-        for (var, fs), names in groups.items():
+        for (var, shared_files), names in groups.items():
             shared = len(names) > 1 and var not in files and var not in out
             for name in [var] if shared else names:
-                out[name] = (name, list(fs))
+                out[name] = (name, list(shared_files))
         return out
 
 
@@ -218,8 +218,9 @@ def scan(
         for proj in projections:
             for name, files in proj.files.items():  # in the bundle's order of predictors
                 for path in files:
-                    ds = by_path[path].ds
-                    _validate(emulator, ds, find_variable(ds, name, file=path), name, path, halo)
+                    opened = by_path[path].ds
+                    assert opened is not None  # opened by the scan above, closed only below
+                    _validate(emulator, opened, find_variable(opened, name, file=path), name, path, halo)
     for info in infos:
         if info.ds is not None:
             info.ds.close()

@@ -13,11 +13,11 @@ import datetime as _dt
 import gc
 import hashlib
 import json
+import logging
 import os
 import shutil
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +34,7 @@ from downscale.errors import DataError, GridMismatchError
 __all__ = ["ApplyResult", "ChunkTask", "compute_chunk", "downscale_files"]
 
 _FORMAT = "downscale-apply-1"
-_TEST_DELAY = float(os.environ.get("DOWNSCALE_APPLY_TEST_DELAY", "0") or 0)
+logger = logging.getLogger(__name__)
 
 
 class ApplyResult(list):
@@ -110,6 +110,7 @@ def downscale_files(
     progress: bool = False,
     console: Any = None,
     warn: Callable[[str], None] | None = None,
+    on_chunk: Callable[[str, int, int], None] | None = None,
 ) -> ApplyResult:
     """Downscale the projections in ``inputs`` with ``bundle`` into ``out_dir``; returns the output files.
 
@@ -117,7 +118,8 @@ def downscale_files(
     processes) or ``tcp://host:port`` (an existing dask.distributed scheduler, e.g. of a dask-jobqueue
     SLURMCluster; inputs and ``out_dir`` must be on a file system the workers see).
     ``on_implausible``: ``error`` (stop at the first implausible value) or ``warn`` (write and flag it).
-    ``warn`` receives warning lines (default: :func:`warnings.warn`).
+    ``warn`` receives warning lines (default: the ``downscale.apply.runner`` logger's warnings);
+    ``on_chunk(label, start, stop)`` is called in this process after each chunk is stored (a progress hook).
     """
     from downscale.data.grids import Grid
     from downscale.data.io import expand_inputs, open_dataset
@@ -129,7 +131,7 @@ def downscale_files(
         raise DataError("unknown --mode", found=mode, expected="mean or sample")
     if members is not None and members < 1:
         raise DataError("--members must be at least 1", found=members)
-    warn = warn or (lambda text: warnings.warn(text, RuntimeWarning, stacklevel=3))
+    warn = warn or logger.warning
     emu = load(bundle)
     bundle_path = Path(bundle).resolve()
     out_dir = Path(out_dir)
@@ -143,7 +145,7 @@ def downscale_files(
                 expected=emu.fine_grid.describe(),
                 fix="use an emulator trained for this grid, or regrid its output afterwards",
             )
-    chunk_days = int(chunk_days or emu.meta["recipe"].get("apply", {}).get("chunk_days", 365))
+    chunk_days = int(chunk_days or emu.meta.apply.chunk_days)
     if chunk_days < 1:
         raise DataError("--chunk-days must be at least 1", found=chunk_days)
     halo = emu.default_halo() if halo is None else float(halo)
@@ -166,7 +168,7 @@ def downscale_files(
             "mode": mode,
             "seed": seed,
             "scenario": scenario,
-            "regrid": emu.meta["recipe"].get("data", {}).get("regrid", "bilinear"),
+            "regrid": emu.meta.regrid,
         }
         plans = [_plan(emu, bundle_path, p, out_dir, options, on_implausible, result) for p in projections]
         for plan in plans:
@@ -178,7 +180,7 @@ def downscale_files(
                 ]
                 for path in stale:
                     warn(f"replacing {path.name}: it was written by another run (other inputs, bundle or options)")
-        _execute(emu, plans, out_dir, scheduler, on_implausible, progress, console, warn, result)
+        _execute(emu, plans, out_dir, scheduler, on_implausible, progress, console, warn, result, on_chunk)
         for plan in plans:
             shutil.rmtree(work / plan.run_id, ignore_errors=True)
         if work.is_dir() and not any(work.iterdir()):
@@ -221,7 +223,7 @@ def _plan(
     plan = _Plan(proj, run_id)
     domain = store.domain_name(emu.meta, emu.fine_grid.id)
     scenario = options["scenario"] or (
-        proj.experiment if not proj.experiment.startswith("unknown-") else emu.meta.get("scenario", "historical")
+        proj.experiment if not proj.experiment.startswith("unknown-") else emu.meta.scenario
     )
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     argv = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items() if v is not None and k != "regrid")
@@ -415,7 +417,7 @@ def finish_chunk(task: ChunkTask, x: np.ndarray) -> dict[str, Any]:
         seed=task.seed,
         file=first,
     )
-    units = {t["name"]: t["units"] for t in emu.meta["targets"]}
+    units = {t.name: t.units for t in emu.meta.targets}
     found = check_chunk(y, task.times, emu.targets, plausible_bounds(emu.meta), units, emu.valid_mask, emu.fine_grid)
     if found and task.on_implausible == "error":
         raise found[0].error(file=task.label)
@@ -484,6 +486,7 @@ def _execute(
     console: Any,
     warn: Callable[[str], None],
     result: ApplyResult,
+    on_chunk: Callable[[str, int, int], None] | None = None,
 ) -> None:
     from downscale.apply.sanity import Violation
 
@@ -499,8 +502,8 @@ def _execute(
             result.violations += int(v["count"])
             warn(f"{task.label}: {Violation.from_dict(v).describe()} (written and flagged: --on-implausible warn)")
         bar.chunk(info["days"])
-        if _TEST_DELAY:  # test hook: slow a run down so that a test can kill it half-way
-            time.sleep(_TEST_DELAY)
+        if on_chunk is not None:
+            on_chunk(task.label, task.start, task.stop)
 
     def files_finished(written: list[tuple[str, Path, list[dict[str, Any]]]]) -> None:
         for _, path, _ in written:
@@ -532,6 +535,7 @@ def _execute_serial(outputs: list, chunk_finished: Callable, files_finished: Cal
         ahead = reader.submit(load_chunk, flat[0][1]) if flat else None
         try:
             for k, (i, task) in enumerate(flat):
+                assert ahead is not None  # submitted for every task of flat
                 x = ahead.result()
                 ahead = reader.submit(load_chunk, flat[k + 1][1]) if k + 1 < len(flat) else None
                 chunk_finished(task, finish_chunk(task, x))
@@ -544,9 +548,9 @@ def _execute_serial(outputs: list, chunk_finished: Callable, files_finished: Cal
             for fut in writes:
                 files_finished(fut.result())
         except BaseException:
-            for fut in [ahead, *writes]:
-                if fut is not None:
-                    fut.cancel()
+            for pending in [ahead, *writes]:
+                if pending is not None:
+                    pending.cancel()
             raise
 
 

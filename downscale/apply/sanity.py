@@ -2,7 +2,7 @@
 
 * no NaN/inf where the target grid is valid (the bundle's ``valid_mask``);
 * no negative value of a non-negative variable (precipitation);
-* every value inside the variable's plausible range, in canonical units: ``meta["targets"][i]["plausible"]``
+* every value inside the variable's plausible range, in canonical units: ``BundleMeta.targets[i].plausible``
   of the bundle when present, else :data:`downscale.data.variables.VARIABLES` (tas 150..350 K, pr 0..1000 mm/day).
 
 A violation stops the run with one line naming the variable, date, cell and value, or -- ``on_implausible="warn"``
@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from downscale.bundle import BundleMeta
 from downscale.data.calendar import format_date
 from downscale.errors import DataError
 
@@ -74,16 +75,9 @@ class Violation:
         )
 
 
-def plausible_bounds(meta: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """Per target: (lo, hi) in canonical units, from the bundle meta when recorded, else the variables table."""
-    from downscale.data.variables import get_spec
-
-    out = {}
-    for t in meta["targets"]:
-        given = t.get("plausible")
-        lo, hi = given if given is not None else get_spec(t["name"]).plausible
-        out[t["name"]] = (float(lo), float(hi))
-    return out
+def plausible_bounds(meta: BundleMeta) -> dict[str, tuple[float, float]]:
+    """Per target: (lo, hi) in canonical units, as the bundle records them."""
+    return {t.name: (float(t.plausible[0]), float(t.plausible[1])) for t in meta.targets}
 
 
 def check_chunk(

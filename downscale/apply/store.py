@@ -31,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from downscale.apply.sanity import plausible_bounds
 from downscale.atomic import TMP_GLOB, atomic_path, temporary_name, write_atomic
+from downscale.bundle import BundleMeta
 from downscale.errors import DataError
 
 __all__ = ["RunLock", "assemble", "chunk_done", "domain_name", "output_name", "read_chunk_meta", "write_chunk"]
@@ -191,13 +193,13 @@ def clean_tmp(folder: Path) -> None:
 _CORDEX_DOMAIN = re.compile(r"^[A-Z]{3}-\d{2}i?$")
 
 
-def domain_name(meta: dict[str, Any], grid_id: str) -> str:
+def domain_name(meta: BundleMeta, grid_id: str) -> str:
     """The domain token of output names: the bundle's ``domain``, else the CORDEX domain in the file names of its
     training *targets* (``EUR-44``; the outputs are on their grid), else ``grid-<id>`` of the fine grid.  Other
     files of the bundle (predictors, static fields such as an ``orog_EUR-44_...`` regridded onto E-OBS, other
     sources) do not name the output grid and are not looked at."""
-    if meta.get("domain"):
-        return re.sub(r"[^A-Za-z0-9.+-]", "-", str(meta["domain"]))
+    if meta.domain:
+        return re.sub(r"[^A-Za-z0-9.+-]", "-", meta.domain)
     for name in _target_file_names(meta):
         parts = name.split("_")
         if len(parts) > 2 and _CORDEX_DOMAIN.match(parts[1]):
@@ -205,18 +207,18 @@ def domain_name(meta: dict[str, Any], grid_id: str) -> str:
     return f"grid-{grid_id[:8]}"
 
 
-def _target_file_names(meta: dict[str, Any]) -> list[str]:
+def _target_file_names(meta: BundleMeta) -> list[str]:
     """File names (or glob patterns) of the bundle's training targets: from its recipe, else the provenance
     files named after a target variable (``tas_...``)."""
-    targets = (meta.get("recipe", {}).get("data") or {}).get("targets") or {}
+    targets = (meta.recipe.get("data") or {}).get("targets") or {}
     names = []
     for paths in targets.values() if isinstance(targets, dict) else []:
         for path in [paths] if isinstance(paths, str) else paths or []:
             names.append(Path(str(path)).name)
     if names:
         return names
-    variables = {t.get("name") for t in meta.get("targets", []) if isinstance(t, dict)}
-    files = [Path(str(f)).name for f in meta.get("provenance", {}).get("files", [])]
+    variables = set(meta.target_names)
+    files = [Path(f).name for f in meta.source_files]
     return [f for f in files if f.split("_")[0] in variables]
 
 
@@ -299,8 +301,8 @@ def _template(spec: OutputSpec, emu: Any, name: str, attrs: dict[str, Any], path
         "_FillValue": None,
     }
     ds.to_netcdf(path, encoding=enc, engine="netcdf4")
-    dims = ("time", *(["member"] if spec.members else []), *grid.dims)
-    chunks = (_time_chunk(spec, grid.shape), *([1] if spec.members else []), *grid.shape)
+    dims: list[str] = ["time", *(["member"] if spec.members else []), *map(str, grid.dims)]
+    chunks: list[int] = [_time_chunk(spec, grid.shape), *([1] if spec.members else []), *map(int, grid.shape)]
     latlon = [str(c) for c in ds.coords if ds[c].ndim == 2]
     with NETCDF4_PYTHON_LOCK, netCDF4.Dataset(path, "a") as nc:
         if "coordinates" in nc.ncattrs():
@@ -314,7 +316,7 @@ def _template(spec: OutputSpec, emu: Any, name: str, attrs: dict[str, Any], path
             shuffle=True,
             chunksizes=chunks,
             fill_value=np.float32(FILL),
-        )
+        )  # type: ignore[call-overload]  # netCDF4's stubs type complevel as a Literal of 0..9
         var.setncatts(
             {
                 **attrs,
@@ -354,7 +356,7 @@ def assemble(spec: OutputSpec, emu: Any) -> list[tuple[str, Path, list[dict[str,
     try:
         for name, _, tmp in todo.values():
             var = get_spec(name)
-            lo, hi = _bounds(emu.meta, name)
+            lo, hi = plausible_bounds(emu.meta)[name]
             attrs = {
                 "standard_name": var.standard_name,
                 "long_name": f"{var.long_name} (downscaled)",
@@ -406,9 +408,3 @@ def assemble(spec: OutputSpec, emu: Any) -> list[tuple[str, Path, list[dict[str,
                 tmp.unlink()
     shutil.rmtree(period_dir, ignore_errors=True)
     return [results[name] for name in emu.targets]
-
-
-def _bounds(meta: dict[str, Any], name: str) -> tuple[float, float]:
-    from downscale.apply.sanity import plausible_bounds
-
-    return plausible_bounds(meta)[name]

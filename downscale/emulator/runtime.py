@@ -15,12 +15,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from downscale.bundle import Bundle, BundleMeta
 from downscale.data.calendar import format_date
+from downscale.data.grids import Grid
+from downscale.data.regrid.base import Regridder
+from downscale.emulator.lineage import describe_lineage
 from downscale.emulator.postprocess import apply_wet_day_thresholds
 from downscale.errors import DataError
 
@@ -30,42 +33,38 @@ __all__ = ["Emulator", "EmulatorRef", "cached_emulator", "load"]
 class Emulator:
     """A trained emulator, loaded from a bundle; holds no training state."""
 
-    def __init__(self, bundle: Any) -> None:
+    def __init__(self, bundle: Bundle) -> None:
         import torch
 
-        from downscale.data.grids import Grid
-        from downscale.data.normalise import Normaliser
         from downscale.models import create_model
+        from downscale.models.losses import create_criterion
 
         self.bundle = bundle
         meta = bundle.meta
-        self.meta = meta
-        self.predictors: list[str] = [p["name"] for p in meta["predictors"]]
-        self.targets: list[str] = [t["name"] for t in meta["targets"]]
-        self.static_names: list[str] = [s["name"] for s in meta.get("static", [])]
-        self.forcings: list[str] = list(meta.get("forcings", []))
-        self.coarse_grid = Grid.from_dict(meta["grids"]["coarse"])
-        self.fine_grid = Grid.from_dict(meta["grids"]["fine"])
-        self.normaliser = Normaliser.from_dict(meta["normaliser"])
-        from downscale.models.losses import create_criterion
-
-        loss = meta["recipe"]["loss"]
+        self.meta: BundleMeta = meta
+        self.predictors: list[str] = meta.predictor_names
+        self.targets: list[str] = meta.target_names
+        self.static_names: list[str] = meta.static_names
+        self.forcings: list[str] = list(meta.forcings)
+        self.coarse_grid = meta.coarse_grid()
+        self.fine_grid = meta.fine_grid()
+        self.normaliser = meta.make_normaliser()
+        heads = meta.heads
         self.criterion = create_criterion(
-            loss["type"],
+            heads.type,
             self.targets,
-            loss.get("variables"),
-            params=loss.get("params"),
-            members=loss.get("members", 2),
+            heads.variables,
+            params=heads.params,
+            members=heads.members,
             normaliser=self.normaliser,
         )
-        m = meta["model"]
         self.model = create_model(
-            m["type"],
+            meta.model.type,
             in_channels=len(self.predictors),
             out_channels=self.criterion.out_channels,
-            n_forcings=int(m["n_forcings"]),
+            n_forcings=meta.model.n_forcings,
             n_static=len(self.static_names),
-            **m.get("kwargs", {}),
+            **meta.model.kwargs,
         )
         self.model.load_state_dict(bundle.weights, strict=True)
         self.model.eval()
@@ -78,43 +77,40 @@ class Emulator:
             self._static = np.zeros((0, *self.fine_grid.shape), np.float32)
         self.valid_mask = bundle.arrays.get("valid_mask")
         # wet-day frequency adaptation (downscale/train/calibration.py): per-cell thresholds
-        wet = meta.get("postprocess", {}).get("wet_day_adaptation")
+        wet = meta.postprocess.wet_day_adaptation
         self._wet: list[tuple[int, np.ndarray]] = []
-        if wet and "wet_day_threshold" in bundle.arrays:
+        if wet is not None and "wet_day_threshold" in bundle.arrays:
             thr = bundle.arrays["wet_day_threshold"]
-            self._wet = [(self.targets.index(n), thr[k]) for k, n in enumerate(wet["variables"])]
+            self._wet = [(self.targets.index(n), thr[k]) for k, n in enumerate(wet.variables)]
+        self._regridders: dict[str, Regridder] = {}
 
     # -- identity ---------------------------------------------------------
     @property
     def id(self) -> str:
-        return self.bundle.id
+        return self.bundle.id or ""
 
     @property
     def name(self) -> str:
-        return self.meta.get("name", "emulator")
+        return self.meta.name
 
     def describe(self) -> str:
         """A readable summary: variables, units, grids, periods, lineage."""
         m = self.meta
         lines = [
-            f"emulator {self.name} (bundle {self.id}, format {m['format_version']}, framework {m['framework']})",
-            "predictors: " + ", ".join(f"{p['name']} [{p['units']}]" for p in m["predictors"]),
-            "targets:    " + ", ".join(f"{t['name']} [{t['units']}]" for t in m["targets"]),
+            f"emulator {self.name} (bundle {self.id}, format {m.format_version}, framework {m.framework})",
+            "predictors: " + ", ".join(f"{p.name} [{p.units}]" for p in m.predictors),
+            "targets:    " + ", ".join(f"{t.name} [{t.units}]" for t in m.targets),
             f"coarse grid: {self.coarse_grid.describe()}",
             f"fine grid:   {self.fine_grid.describe()}",
             "static:     " + (", ".join(self.static_names) or "none"),
             "forcings:   " + (", ".join(self.forcings) or "none"),
-            f"model:      {m['model']['type']} ({m['model'].get('parameters', '?')} parameters)",
+            f"model:      {m.model.type} ({m.model.parameters if m.model.parameters is not None else '?'} parameters)",
         ]
-        periods = m.get("provenance", {}).get("periods", {})
-        lines += [f"{k + ':':11} {v}" for k, v in periods.items()]
-        lineage = m.get("lineage")
-        if lineage:
-            from downscale.emulator.lineage import describe_lineage
-
-            lines += describe_lineage(lineage)
-        shots = m.get("provenance", {}).get("shots")
-        if shots and not lineage:
+        lines += [f"{k + ':':11} {v}" for k, v in m.periods.items()]
+        if m.lineage:
+            lines += describe_lineage(m.lineage)
+        shots = m.provenance.get("shots")
+        if shots and not m.lineage:
             lines.append(
                 f"k-shot:     {shots.get('size')} (seed {shots.get('seed')}), train {', '.join(shots.get('train_days', [])[:4])}, ..."
             )
@@ -127,13 +123,12 @@ class Emulator:
         for key in ("experiment_id", "experiment"):
             if key in ds.attrs and str(ds.attrs[key]).strip():
                 return str(ds.attrs[key]).strip()
-        return self.meta.get("scenario", "historical")
+        return self.meta.scenario
 
     def default_halo(self) -> float:
         """The halo in degrees: the recipe's ``apply.halo`` when set (0 included), else two coarse cells."""
-        halo = (self.meta.get("recipe", {}).get("apply") or {}).get("halo")
-        if halo is not None:
-            return float(halo)
+        if self.meta.apply.halo is not None:
+            return float(self.meta.apply.halo)
         b = self.coarse_grid.axis_bounds()
         if b is None:  # curvilinear: the mean cell size
             return float(2.0 * np.degrees(np.sqrt(np.median(self.coarse_grid.cell_area())) / 6_371_000.0))
@@ -182,21 +177,19 @@ class Emulator:
         fields = {n: da.assign_coords(time=ref["time"].values) for n, da in fields.items()}
         return stack_channels(fields, self.coarse_grid.dims)
 
-    def _regridder(self, grid: Any) -> Any:
+    def _regridder(self, grid: Grid) -> Regridder:
         """The regridder from ``grid`` onto the coarse grid (weights computed once per source grid)."""
         from downscale.data.regrid import create_regridder
 
-        cache = self.__dict__.setdefault("_regridders", {})
-        method = self.meta["recipe"].get("data", {}).get("regrid", "bilinear")
-        if grid.id not in cache:
-            cache[grid.id] = create_regridder(grid, self.coarse_grid, method)
-        return cache[grid.id]
+        if grid.id not in self._regridders:
+            self._regridders[grid.id] = create_regridder(grid, self.coarse_grid, self.meta.regrid)
+        return self._regridders[grid.id]
 
     # -- inference --------------------------------------------------------
     @property
     def stochastic(self) -> bool:
         """True when the model draws noise: each forward pass is one ensemble member."""
-        kwargs = self.meta["model"].get("kwargs", {})
+        kwargs = self.meta.model.kwargs
         return any(int(kwargs.get(k, 0) or 0) > 0 for k in ("n_noise", "noise_maps"))
 
     def predict(
@@ -223,15 +216,18 @@ class Emulator:
         xn = self.normaliser.normalise("predictors", x.astype(np.float32), self.predictors, axis=1)
         out = np.empty((len(x), n_members, len(self.targets), *self.fine_grid.shape), np.float32)
         s = torch.from_numpy(self._static)[None]
-        fork = torch.random.fork_rng(devices=[])
-        with fork, torch.no_grad():
-            torch.manual_seed(seed)
-            generator = torch.Generator().manual_seed(seed + 1)
+        # explicit generators: the model's noise (members) and the heads' draws; torch's global RNG is untouched,
+        # so concurrent predictions (threads of dask) need no lock and each member is reproducible from ``seed``
+        noise = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
             for i in range(0, len(x), batch_size):
                 xb = torch.from_numpy(xn[i : i + batch_size]).to(self.device)
                 fb = torch.from_numpy(f[i : i + batch_size].astype(np.float32)).to(self.device)
                 sb = s.expand(len(xb), *s.shape[1:]).to(self.device)
-                raw = torch.stack([self.model(xb, fb, sb, self.fine_grid.shape) for _ in range(n_members)], dim=1)
+                raw = torch.stack(
+                    [self.model(xb, fb, sb, self.fine_grid.shape, generator=noise) for _ in range(n_members)], dim=1
+                )
                 yb = self.criterion.predict(raw, mode, generator)  # [B, M, V, H, W], normalised
                 yb = self.normaliser.denormalise("targets", yb, self.targets, axis=2)
                 out[i : i + len(xb)] = yb.cpu().numpy()
@@ -396,8 +392,6 @@ class EmulatorRef:
 
 _CACHE: dict[tuple[str, str], Emulator] = {}
 _CACHE_LOCK = threading.Lock()
-#: ``predict`` seeds torch's global RNG (noise of stochastic models): one block at a time per process.
-_PREDICT_LOCK = threading.Lock()
 
 
 def cached_emulator(path: str | Path, bundle_id: str | None = None) -> Emulator:
@@ -452,9 +446,8 @@ def _downscale_block(
     xb = np.asarray(x, np.float32)
     start = int(index[0])
     _check_finite_inputs(xb, time, emu.predictors, file)
-    with _PREDICT_LOCK:
-        # the seed of each block depends on its first day only
-        return emu.predict(xb, np.asarray(f, np.float32), members=members, mode=mode, seed=seed * 1_000_003 + start)
+    # the seed of each block depends on its first day only
+    return emu.predict(xb, np.asarray(f, np.float32), members=members, mode=mode, seed=seed * 1_000_003 + start)
 
 
 def _find_predictor(datasets: Sequence[xr.Dataset], name: str, file: str | None) -> xr.DataArray:

@@ -105,8 +105,10 @@ def setup(device: str = "auto") -> DistContext:
     elif world > 1:
         backend = "nccl" if dev.type == "cuda" else "gloo"
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        kwargs = {"device_id": dev} if dev.type == "cuda" else {}
-        dist.init_process_group(backend=backend, **kwargs)
+        if dev.type == "cuda":
+            dist.init_process_group(backend=backend, device_id=dev)
+        else:
+            dist.init_process_group(backend=backend)
     return DistContext(get_rank(), get_world_size(), local_rank, dev, backend)
 
 

@@ -7,7 +7,7 @@ on the validation loss with the best weights kept, exact resume from
 checkpoints, data-parallel training (DDP under ``torchrun``) and Rich progress
 showing the loss and throughput.
 
-**Batches.**  A :class:`StepLoader` turns a dataset and an order (e.g. a
+**Batches.**  A :class:`~downscale.train.loader.StepLoader` turns a dataset and an order (e.g. a
 :class:`~downscale.data.dataset.BlockShuffleSampler`) into optimiser steps.
 Each step consumes one *global* batch of ``batch_size`` samples, in the same
 order whatever the number of processes; rank ``r`` of ``W`` takes the ``r``-th
@@ -34,25 +34,28 @@ validation set, identical on every rank (and so is the early-stopping decision).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from downscale.errors import RecipeError
 from downscale.train import distributed as dist
+from downscale.train.loader import Step, as_step_loader
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "EpochLog",
     "FitResult",
-    "Step",
-    "StepLoader",
+    "TrainState",
     "Trainer",
     "lr_factor",
     "seed_everything",
@@ -83,6 +86,73 @@ class FitResult:
 
     def history_rows(self) -> list[dict[str, Any]]:
         return [asdict(h) for h in self.history]
+
+
+def _fresh_accumulator() -> dict[str, Any]:
+    return {"loss_sum": 0.0, "seen": 0, "seconds": 0.0}
+
+
+@dataclass
+class TrainState:
+    """Where a run is and all it has learnt so far: saved whole in every checkpoint, restored whole on resume.
+
+    ``epoch`` is the epoch the run continues with and ``step_in_epoch`` the steps already done in it;
+    ``accum`` sums the loss, samples and seconds of that epoch so far."""
+
+    best_state: dict[str, torch.Tensor]
+    epoch: int = 1
+    step_in_epoch: int = 0
+    global_step: int = 0
+    accum: dict[str, Any] = field(default_factory=_fresh_accumulator)
+    best_val: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[EpochLog] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    stopped: bool = False
+    tracker_run_id: str | None = None
+
+    def next_epoch(self) -> None:
+        self.epoch, self.step_in_epoch, self.accum = self.epoch + 1, 0, _fresh_accumulator()
+
+    def to_checkpoint(self, total_steps: int, samples: int) -> dict[str, Any]:
+        """The checkpoint's record of the state (its keys are the checkpoint format)."""
+        return {
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "total_steps": total_steps,
+            "accum": dict(self.accum),
+            "best": {
+                "state": self.best_state,
+                "score": self.best_val,
+                "epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs,
+            },
+            "history": [asdict(h) for h in self.history],
+            "step_losses": list(self.step_losses),
+            "stopped": self.stopped,
+            "tracker_run_id": self.tracker_run_id,
+            "samples": samples,
+        }
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> TrainState:
+        best = saved["best"]
+        return cls(
+            best_state=best["state"],
+            epoch=saved["epoch"],
+            step_in_epoch=saved["step_in_epoch"],
+            global_step=saved["global_step"],
+            accum=dict(saved["accum"]),
+            best_val=best["score"],
+            best_epoch=best["epoch"],
+            bad_epochs=best["bad_epochs"],
+            history=[EpochLog(**h) for h in saved["history"]],
+            step_losses=list(saved["step_losses"]),
+            stopped=saved["stopped"],
+            tracker_run_id=saved.get("tracker_run_id"),
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -127,116 +197,6 @@ def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.02) -> flo
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-# ---------------------------------------------------------------------------- data
-
-
-@dataclass
-class Step:
-    """One optimiser step on this rank: its micro-batches (``dummy`` ones weigh nothing)."""
-
-    index: int  # step within the epoch
-    size: int  # samples in the global batch (all ranks)
-    micro: list[tuple[dict[str, torch.Tensor], bool]]
-
-
-class StepLoader:
-    """Optimiser steps over ``dataset``.
-
-    Each step is one global batch of ``batch_size`` consecutive indices of
-    ``sampler`` (index order without one); this process (``rank`` of
-    ``world_size``, by default those of the process group) takes its contiguous
-    share, split into ``accumulate`` micro-batches.  A rank whose share is empty
-    (a last batch smaller than the number of ranks) gets one *dummy* micro-batch
-    that the engine weights by zero, so that every rank runs the same collective
-    operations.  ``sampler.set_epoch`` is called by :meth:`set_epoch`, so the
-    order of every epoch is reproducible and a resumed run can skip exactly the
-    steps it has done (:meth:`steps` with ``start``).
-    """
-
-    def __init__(
-        self,
-        dataset: Any,
-        batch_size: int,
-        *,
-        sampler: Any = None,
-        accumulate: int = 1,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        rank: int | None = None,
-        world_size: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        if batch_size < 1 or accumulate < 1:
-            raise ValueError("batch_size and accumulate must be >= 1")
-        self.dataset, self.sampler = dataset, sampler
-        self.batch_size, self.accumulate = int(batch_size), int(accumulate)
-        self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
-        self._rank, self._world = rank, world_size
-        self.epoch = 0
-
-    @property
-    def rank(self) -> int:
-        return dist.get_rank() if self._rank is None else self._rank
-
-    @property
-    def world_size(self) -> int:
-        return dist.get_world_size() if self._world is None else self._world
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        """Optimiser steps per epoch."""
-        return math.ceil(len(self.dataset) / self.batch_size)
-
-    def order(self) -> list[int]:
-        return list(self.sampler) if self.sampler is not None else list(range(len(self.dataset)))
-
-    def plan(self) -> list[tuple[int, list[tuple[list[int], bool]]]]:
-        """Per step: (global batch size, [(indices of a micro-batch of this rank, dummy)])."""
-        order, out = self.order(), []
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            share = dist.shard(batch, self.world_size, self.rank)
-            micro = [(m, False) for i in range(self.accumulate) if (m := dist.shard(share, self.accumulate, i))]
-            out.append((len(batch), micro or [(batch[:1], True)]))
-        return out
-
-    def steps(self, start: int = 0) -> Iterator[Step]:
-        """The steps of the current epoch from step ``start`` on (earlier ones are not read)."""
-        from torch.utils.data import DataLoader
-
-        plan = self.plan()[start:]
-        if not plan:
-            return
-        flat = [idx for _, micro in plan for idx, _ in micro]
-        generator = torch.Generator().manual_seed(int(self.seed) * 100_003 + self.epoch)  # never the global RNG
-        loader = DataLoader(
-            self.dataset,
-            batch_sampler=flat,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            generator=generator,
-        )
-        batches = iter(loader)
-        for k, (size, micro) in enumerate(plan):
-            yield Step(start + k, size, [(next(batches), dummy) for _, dummy in micro])
-
-
-def as_step_loader(data: Any) -> StepLoader | None:
-    """A :class:`StepLoader` from itself or from a plain ``torch.utils.data.DataLoader``."""
-    if data is None or isinstance(data, StepLoader):
-        return data
-    from torch.utils.data import DataLoader, SequentialSampler
-
-    if isinstance(data, DataLoader):
-        sampler = None if isinstance(data.sampler, SequentialSampler) else data.sampler
-        return StepLoader(data.dataset, data.batch_size or 1, sampler=sampler, num_workers=data.num_workers)
-    raise TypeError(f"expected a StepLoader or a DataLoader, got {type(data).__name__}")
 
 
 # ---------------------------------------------------------------------------- trainer
@@ -381,11 +341,11 @@ class Trainer:
 
     def _parts(self, out: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> list[torch.Tensor]:
         """Each variable's masked-mean loss (one item for a plain loss callable)."""
+        crit: Any = self.loss_fn  # a Criterion, or any callable with the same per-head interface
         if self._per_head:
-            crit = self.loss_fn
             outs = crit._split(out)
             return [h.loss(o, y[:, v], m[:, v]) for v, (h, o) in enumerate(zip(crit.heads, outs, strict=True))]
-        return [self.loss_fn(out, y, m)]
+        return [crit(out, y, m)]
 
     def _set_lr(self, global_step: int, total: int) -> float:
         lr = self.base_lr * lr_factor(self.schedule, global_step, total, self.warmup)
@@ -404,7 +364,7 @@ class Trainer:
         for i, (batch, _) in enumerate(micro):
             weights = (counts[i] / total).tolist()
             last = i == len(micro) - 1
-            sync = contextlib.nullcontext() if last or self.net is self.model else self.net.no_sync()
+            sync = contextlib.nullcontext() if last or self.net is self.model else cast(Any, self.net).no_sync()
             with sync:
                 parts = self._parts(self._forward(batch), batch["y"], batch["m"])
                 loss = sum(w * p for w, p in zip(weights, parts, strict=True)) / len(parts)
@@ -493,6 +453,7 @@ class Trainer:
         if sums is None:  # this rank had nothing; still join the all-reduce
             n_vars = max(len(getattr(self.loss_fn, "heads", [])), 1) if self._per_head else 1
             sums, counts = torch.zeros(n_vars, dtype=torch.float64), torch.zeros(n_vars, dtype=torch.float64)
+        assert counts is not None  # set together with sums
         both = dist.all_reduce_sum(torch.stack([sums, counts]))
         per_var = (both[0] / both[1].clamp_min(1.0)).tolist()
         names = self.variables
@@ -526,7 +487,8 @@ class Trainer:
             except Exception as exc:
                 error = exc
         if dist.is_distributed():
-            state, message = dist.broadcast_object((state, str(error) if error else None))
+            shared = dist.broadcast_object((state, str(error) if error else None))
+            state, message = cast("tuple[dict[str, Any] | None, str | None]", shared)
             if message and error is None:
                 from downscale.train.checkpoint import CheckpointError
 
@@ -546,28 +508,23 @@ class Trainer:
             TimeRemainingColumn,
         )
 
-        from downscale.train.checkpoint import restore_rng
+        from downscale.train.checkpoint import CheckpointError, restore_rng
 
         train_loader, val_loader = as_step_loader(train_loader), as_step_loader(val_loader)
         if val_loader is not None and len(val_loader.dataset) == 0:
             val_loader = None
         per_epoch = len(train_loader)
         total_steps = self.epochs * per_epoch
+        samples = len(train_loader.dataset)
         every = getattr(self.checkpoint, "every", None)
 
-        history: list[EpochLog] = []
-        step_losses: list[float] = []
-        best_state, best_epoch, best_val = _cpu_state(self.model), 0, None
-        bad_epochs, stopped, global_step = 0, False, 0
-        epoch0, start_step, accum = 1, 0, {"loss_sum": 0.0, "seen": 0, "seconds": 0.0}
+        state = TrainState(best_state=_cpu_state(self.model))
         saved = self._load()
-        if saved is not None and saved.get("samples") != len(train_loader.dataset):
-            from downscale.train.checkpoint import CheckpointError
-
+        if saved is not None and saved.get("samples") != samples:
             raise CheckpointError(
                 "the training checkpoint was written for other training data",
                 file=getattr(self.checkpoint, "path", None),
-                found=f"{len(train_loader.dataset)} training samples",
+                found=f"{samples} training samples",
                 expected=str(saved.get("samples")),
                 fix=f"delete {getattr(self.checkpoint, 'folder', 'the checkpoint folder')} to start the training afresh",
             )
@@ -576,38 +533,22 @@ class Trainer:
             self.optimizer.load_state_dict(saved["optimizer"])
             if self.scaler is not None and saved.get("scaler"):
                 self.scaler.load_state_dict(saved["scaler"])
-            best = saved["best"]
-            best_state, best_val, best_epoch, bad_epochs = (
-                best["state"],
-                best["score"],
-                best["epoch"],
-                best["bad_epochs"],
-            )
-            history = [EpochLog(**h) for h in saved["history"]]
-            step_losses = list(saved["step_losses"])
-            epoch0, start_step, global_step = saved["epoch"], saved["step_in_epoch"], saved["global_step"]
-            accum, stopped = dict(saved["accum"]), saved["stopped"]
+            state = TrainState.from_checkpoint(saved)
             restore_rng(saved["rng"])
-        resumed_from = global_step
+            logger.info("resuming at epoch %d, step %d of %d", state.epoch, state.global_step, total_steps)
+        resumed_from = state.global_step
         if self.tracker is not None and self.main:
-            self.tracker.start(saved.get("tracker_run_id") if saved else None)
-        tracker_id = getattr(self.tracker, "run_id", None)
-
-        def position(epoch: int, step_in_epoch: int, acc: dict[str, Any], stopped_early: bool) -> dict[str, Any]:
-            """Where the run continues from (``epoch``, steps done in it) and all it has learnt so far."""
-            return {
-                "epoch": epoch,
-                "step_in_epoch": step_in_epoch,
-                "global_step": global_step,
-                "total_steps": total_steps,
-                "accum": dict(acc),
-                "best": {"state": best_state, "score": best_val, "epoch": best_epoch, "bad_epochs": bad_epochs},
-                "history": [asdict(h) for h in history],
-                "step_losses": list(step_losses),
-                "stopped": stopped_early,
-                "tracker_run_id": tracker_id,
-                "samples": len(train_loader.dataset),
-            }
+            self.tracker.start(state.tracker_run_id)
+        state.tracker_run_id = getattr(self.tracker, "run_id", None)
+        if self.main:
+            logger.info(
+                "training %d epochs of %d steps (%d samples, batch %d) on %s",
+                self.epochs,
+                per_epoch,
+                samples,
+                train_loader.batch_size,
+                self.device,
+            )
 
         columns = (
             TextColumn("[bold]{task.description}"),
@@ -616,50 +557,85 @@ class Trainer:
             TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]}  {task.fields[rate]:.0f} samples/s"),
             TimeRemainingColumn(),
         )
+        fit_start = time.perf_counter()
         with (
             _deterministic(),
             Progress(*columns, console=self.console, disable=not self.progress, transient=False) as bar,
         ):
             task = bar.add_task(
-                "training", total=total_steps, completed=global_step, loss=float("nan"), val="-", rate=0.0
+                "training", total=total_steps, completed=state.global_step, loss=float("nan"), val="-", rate=0.0
             )
-            epoch = epoch0
-            while not stopped and epoch <= self.epochs:
+            while not state.stopped and state.epoch <= self.epochs:
+                epoch, accum = state.epoch, state.accum
                 train_loader.set_epoch(epoch)
                 self.model.train()
                 t0 = time.perf_counter() - accum["seconds"]
-                for step in train_loader.steps(start_step):
-                    self._set_lr(global_step, total_steps)
+                for step in train_loader.steps(state.step_in_epoch):
+                    self._set_lr(state.global_step, total_steps)
                     loss = self._train_step(step)
-                    global_step += 1
-                    step_losses.append(loss)
+                    state.global_step += 1
+                    state.step_losses.append(loss)
                     accum["loss_sum"] += loss * step.size
                     accum["seen"] += step.size
                     accum["seconds"] = time.perf_counter() - t0
                     rate = accum["seen"] / max(accum["seconds"], 1e-9)
                     bar.update(task, advance=1, loss=accum["loss_sum"] / accum["seen"], rate=rate)
-                    if every and global_step % every == 0 and self.main:
-                        self.checkpoint.save(self._state(**position(epoch, step.index + 1, accum, False)))
+                    if every and state.global_step % every == 0 and self.main:
+                        state.step_in_epoch = step.index + 1
+                        self.checkpoint.save(self._state(**state.to_checkpoint(total_steps, samples)))
                 seconds = time.perf_counter() - t0
                 train_loss = accum["loss_sum"] / max(accum["seen"], 1)
                 val, val_vars = self.evaluate_detail(val_loader) if val_loader is not None else (None, {})
                 lr = self.optimizer.param_groups[0]["lr"]
                 log = EpochLog(epoch, train_loss, val, lr, seconds, accum["seen"] / max(seconds, 1e-9), val_vars)
-                history.append(log)
+                state.history.append(log)
                 score = val if val is not None else train_loss
-                if best_val is None or score < best_val:
-                    best_val, best_epoch, bad_epochs = score, epoch, 0
-                    best_state = _cpu_state(self.model)
+                improved = state.best_val is None or score < state.best_val
+                if improved:
+                    state.best_val, state.best_epoch, state.bad_epochs = score, epoch, 0
+                    state.best_state = _cpu_state(self.model)
                     if self.checkpoint is not None and self.main:
-                        self.checkpoint.save_best(best_state, epoch, score)
+                        self.checkpoint.save_best(state.best_state, epoch, score)
                 else:
-                    bad_epochs += 1
+                    state.bad_epochs += 1
                 bar.update(task, val=f"{score:.4f}")
-                stopped = self.patience is not None and bad_epochs >= self.patience
+                state.stopped = self.patience is not None and state.bad_epochs >= self.patience
                 if self.tracker is not None and self.main:
                     self.tracker.log_epoch(asdict(log))
-                epoch, start_step, accum = epoch + 1, 0, {"loss_sum": 0.0, "seen": 0, "seconds": 0.0}
+                if self.main:
+                    done = state.global_step - resumed_from
+                    eta = (time.perf_counter() - fit_start) / max(done, 1) * (total_steps - state.global_step)
+                    logger.info(
+                        "epoch %d/%d  loss %.4f  val %s  lr %.2e  %.1f samples/s  %.1f s%s  ETA %s",
+                        epoch,
+                        self.epochs,
+                        train_loss,
+                        f"{val:.4f}" if val is not None else "-",
+                        lr,
+                        log.samples_per_s,
+                        seconds,
+                        "  (best)" if improved else "",
+                        _duration(0.0 if state.stopped else eta),
+                    )
+                state.next_epoch()
                 if self.checkpoint is not None and self.main:
-                    self.checkpoint.save(self._state(**position(epoch, 0, accum, stopped)))
-        self.model.load_state_dict(best_state)
-        return FitResult(best_state, best_epoch, best_val, history, stopped, step_losses, resumed_from)
+                    self.checkpoint.save(self._state(**state.to_checkpoint(total_steps, samples)))
+        if state.stopped and self.main:
+            logger.info("early stop after epoch %d: no improvement for %d epochs", state.epoch - 1, self.patience)
+        self.model.load_state_dict(state.best_state)
+        return FitResult(
+            state.best_state,
+            state.best_epoch,
+            state.best_val,
+            state.history,
+            state.stopped,
+            state.step_losses,
+            resumed_from,
+        )
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )

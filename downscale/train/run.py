@@ -1,18 +1,48 @@
-"""``downscale train``: recipe → paired data → normaliser → model → engine → bundle."""
+"""``downscale train``: recipe → paired data → normaliser → model → engine → bundle → test-period skill.
+
+:func:`train` is five named steps, the same for every run; what differs between a run from scratch and a
+transfer is the *plan* (:mod:`downscale.train.plan`), called at fixed points:
+
+1. :func:`prepare_data` -- pair the data, split the periods (or draw the k-shot days), fit the normaliser,
+   materialise the samples (and mix further sources);
+2. :func:`build_model` -- the heads (criterion) and the backbone;
+3. :func:`fit_model` -- the one engine, resumable from ``<out_dir>.ckpt/``;
+4. :func:`make_bundle` -- the typed metadata, weights and arrays, the wet-day thresholds;
+5. :func:`score_bundle` -- the skill table on the test period beside the baselines.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from downscale.errors import DataError, RecipeError
+from downscale.train.plan import ScratchPlan
 
-__all__ = ["TrainResult", "train"]
+if TYPE_CHECKING:
+    import torch
+
+    from downscale.bundle import Bundle
+    from downscale.data.dataset import SampleDataset
+    from downscale.data.normalise import Normaliser
+    from downscale.data.pairing import PairedData
+    from downscale.data.shots import ShotSelection
+    from downscale.models.losses import Criterion
+    from downscale.recipe import Recipe
+    from downscale.train.checkpoint import CheckpointStore
+    from downscale.train.engine import FitResult, Trainer
+    from downscale.train.sources import MixedDataset
+
+__all__ = ["PreparedData", "TrainResult", "build_model", "fit_model", "make_bundle", "prepare_data", "train"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,96 +54,46 @@ class TrainResult:
     seconds: float
 
 
-def _loader(dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int, accumulate: int = 1):
-    """Optimiser steps of one global batch each (split over DDP ranks and ``accumulate`` micro-batches)."""
-    import torch
+@dataclass
+class PreparedData:
+    """The paired data of a run, split into days, normalised and materialised as samples."""
 
-    from downscale.data.dataset import BlockShuffleSampler
-    from downscale.train.engine import StepLoader
+    paired: PairedData
+    normaliser: Normaliser
+    pool: np.ndarray  # the days of the training period (minus validation)
+    train_idx: np.ndarray  # the days trained on (the k-shot days in a few-shot run)
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    shots: ShotSelection | None
+    train_set: SampleDataset | MixedDataset  # several sources: the mixed set
+    val_set: SampleDataset | None
+    primary_set: SampleDataset  # the recipe's own training samples
+    sources: list[dict[str, Any]] | None
 
-    if hasattr(dataset, "make_sampler"):  # several sources: every batch from one of them
-        sampler = dataset.make_sampler(batch_size, seed) if shuffle else None
-    else:
-        block = len(dataset) if dataset.arrays.in_memory else 256
-        sampler = BlockShuffleSampler(len(dataset), block=max(block, 1), seed=seed) if shuffle else None
-    return StepLoader(
-        dataset,
-        batch_size,
-        sampler=sampler,
-        accumulate=accumulate,
-        num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
-        seed=seed,
-    )
+    @property
+    def zero_shot(self) -> bool:
+        return len(self.train_idx) == 0
 
+    @property
+    def fit_idx(self) -> np.ndarray:
+        """The days the statistics are fitted on (zero-shot: the new predictors' period)."""
+        return self.train_idx if len(self.train_idx) else self.pool
 
-def _variable_meta(names: list[str], da) -> list[dict[str, Any]]:
-    from downscale.data.variables import get_spec, parse_level_name
-
-    out = []
-    for name in names:
-        spec = get_spec(name)
-        _, level = parse_level_name(name)
-        out.append(
-            {
-                "name": name,
-                "units": spec.units,
-                "standard_name": spec.standard_name,
-                "plev_hPa": level,
-                "plausible": list(spec.plausible),
-            }
-        )
-    return out
+    def seen(self, recipe: Recipe) -> np.ndarray:
+        """The days the emulator saw: the training period (validation included), or the k-shot set."""
+        if self.shots is not None:
+            return np.sort(np.concatenate([self.train_idx, self.val_idx]))
+        return self.paired.indices(recipe.data.periods.train)
 
 
-def train(
-    recipe: Any,
-    out_dir: str | Path,
-    *,
-    progress: bool = True,
-    console: Any = None,
-    plan: Any = None,
-) -> TrainResult:
-    """Train the emulator a recipe describes and write its bundle to ``out_dir``.
-
-    ``plan`` (a :class:`downscale.transfer.TransferPlan`, given by ``downscale transfer``) starts the
-    model from a pretrained bundle: it picks the normaliser, loads and modifies the model and
-    writes the lineage.  ``data.shots`` (few-shot days) and ``transfer.sources`` (several pairs or
-    domains in one run) work with and without a plan."""
-    import time
-
-    import torch
-
-    from downscale import __version__
-    from downscale.bundle import Bundle, save_bundle
+def prepare_data(recipe: Recipe, plan: ScratchPlan) -> PreparedData:
+    """Step 1: pair, split, fit the normaliser (training days only) and materialise the samples."""
     from downscale.data.dataset import SampleDataset, materialise
     from downscale.data.normalise import Normaliser
     from downscale.data.pairing import build_pairs
-    from downscale.emulator import Emulator
-    from downscale.models import create_model
-    from downscale.models.factory import check_model_options
-    from downscale.models.losses import create_criterion
-    from downscale.recipe import Recipe, load_recipe
-    from downscale.train import distributed as dist
-    from downscale.train.checkpoint import (
-        CheckpointStore,
-        checkpoint_folder,
-        recipe_fingerprint,
-    )
-    from downscale.train.engine import Trainer, seed_everything
 
-    t_start = time.perf_counter()
-    if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe)
-    out_dir = Path(out_dir)
-    model_kwargs = recipe.model.kwargs()
-    check_model_options(recipe.model.type, model_kwargs)  # fail before reading any data
-    create_criterion(recipe.loss.type, list(recipe.data.targets), recipe.loss.variables, params=recipe.loss.params)
-    cfg = recipe.train
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-
+    t0 = time.perf_counter()
+    logger.info("pairing the data of recipe %s (%s)", recipe.name, recipe.framework)
     paired = build_pairs(recipe)
     periods = recipe.data.periods
     train_idx = paired.indices(periods.train, exclude=periods.validation)
@@ -133,20 +113,18 @@ def train(
             )
         shots = select_shots(paired.time, pool, recipe.data.shots, season=periods.train.season)
         train_idx, val_idx = shots.train, shots.validation
-        if len(train_idx) == 0 and plan is None:
+        if len(train_idx) == 0 and not plan.allows_zero_shot:
             raise RecipeError(
                 "data.shots selects no training day", fix="zero-shot (days: 0) needs 'downscale transfer'"
             )
     # climatology statics come from training days only: a zero-shot run has none, so it has none of them
     zero_shot = len(train_idx) == 0
     paired = paired.with_climatology([] if zero_shot else recipe.data.static_climatology, train_idx)
-    if plan is not None:
-        plan.check_variables(paired)
-    fit_idx = train_idx if len(train_idx) else pool  # zero-shot: statistics of the new predictors from the period
+    plan.check_variables(paired)
+    fit_idx = train_idx if len(train_idx) else pool
 
     normaliser = Normaliser.fit(paired.x.isel(time=fit_idx), paired.y.isel(time=fit_idx), paired.static)
-    if plan is not None:
-        normaliser = plan.normaliser(normaliser, zero_shot=zero_shot)
+    normaliser = plan.normaliser(normaliser, zero_shot=zero_shot)
     cache = recipe.resolve(recipe.data.cache) if recipe.data.cache else None
     train_set = SampleDataset(materialise(paired, normaliser, train_idx, cache=cache, name="train"))
     val_set = (
@@ -154,19 +132,40 @@ def train(
         if len(val_idx)
         else None
     )
-    primary_set, sources = train_set, None
+    primary_set: SampleDataset = train_set
+    mixed: SampleDataset | MixedDataset = train_set
+    sources = None
     if recipe.transfer is not None and recipe.transfer.sources and len(train_set):
         from downscale.train.sources import mix_sources
 
-        train_set, sources = mix_sources(recipe, paired, train_set, seed=cfg.seed)
+        mixed, sources = mix_sources(recipe, paired, train_set, seed=recipe.train.seed)
+    logger.info(
+        "data ready in %.1f s: %d training, %d validation, %d test days on a %s coarse and a %s fine grid",
+        time.perf_counter() - t0,
+        len(train_idx),
+        len(val_idx),
+        len(test_idx),
+        "x".join(map(str, paired.coarse_grid.shape)),
+        "x".join(map(str, paired.fine_grid.shape)),
+    )
+    return PreparedData(
+        paired, normaliser, pool, train_idx, val_idx, test_idx, shots, mixed, val_set, primary_set, sources
+    )
 
+
+def build_model(recipe: Recipe, data: PreparedData) -> tuple[Criterion, torch.nn.Module]:
+    """Step 2: the heads of the targets (the criterion) and the backbone of the registry."""
+    from downscale.models import create_model
+    from downscale.models.losses import create_criterion
+
+    paired = data.paired
     loss = create_criterion(
         recipe.loss.type,
         paired.targets,
         recipe.loss.variables,
         params=recipe.loss.params,
         members=recipe.loss.members,
-        normaliser=normaliser,
+        normaliser=data.normaliser,
     )
     model = create_model(
         recipe.model.type,
@@ -174,19 +173,49 @@ def train(
         out_channels=loss.out_channels,
         n_forcings=len(paired.forcing_names),
         n_static=len(paired.static_names),
-        **model_kwargs,
+        **recipe.model.kwargs(),
     )
-    # resumes from <out_dir>.ckpt/ when a run of this recipe was interrupted; DDP under torchrun
-    from downscale.tracking import Tracker, write_history
+    logger.info(
+        "model %s: %d parameters, %d input channels, %d outputs",
+        recipe.model.type,
+        sum(p.numel() for p in model.parameters()),
+        len(paired.predictors),
+        loss.out_channels,
+    )
+    return loss, model
 
+
+def fit_model(
+    recipe: Recipe,
+    data: PreparedData,
+    loss: Criterion,
+    model: torch.nn.Module,
+    plan: ScratchPlan,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    console: Any = None,
+) -> tuple[FitResult, Trainer, CheckpointStore, Any]:
+    """Step 3: the engine (resumes from ``<out_dir>.ckpt/`` when a run of this recipe was interrupted; DDP under
+    torchrun).  Returns the fit, the trainer, its checkpoint store and the experiment tracker."""
+    from downscale.tracking import Tracker
+    from downscale.train import distributed as dist
+    from downscale.train.checkpoint import CheckpointStore, checkpoint_folder, recipe_fingerprint
+    from downscale.train.engine import FitResult, Trainer
+    from downscale.train.loader import make_step_loader
+
+    cfg = recipe.train
     tracker = Tracker(
         cfg.mlflow, experiment=recipe.name, run_name=out_dir.name, params=recipe.to_dict(), enabled=dist.is_main()
     )
-    param_groups = None
-    if plan is not None:
-        param_groups = plan.prepare(model, paired, loss, model_type=recipe.model.type, model_kwargs=model_kwargs)
-    fingerprint = recipe_fingerprint(recipe) + (plan.fingerprint if plan is not None else "")
-    store = CheckpointStore(checkpoint_folder(out_dir), fingerprint=fingerprint, every=cfg.checkpoint_every)
+    param_groups = plan.prepare(
+        model, data.paired, loss, model_type=recipe.model.type, model_kwargs=recipe.model.kwargs()
+    )
+    store = CheckpointStore(
+        checkpoint_folder(out_dir),
+        fingerprint=recipe_fingerprint(recipe) + plan.fingerprint,
+        every=cfg.checkpoint_every,
+    )
     trainer = Trainer(
         model,
         loss,
@@ -205,41 +234,42 @@ def train(
         console=console,
         param_groups=param_groups,
     )
-    if plan is not None:  # loading: resume takes the parent's optimiser state when its bundle has it
-        plan.restore_optimizer(trainer)
-    loader = {"seed": cfg.seed, "num_workers": cfg.num_workers, "accumulate": cfg.accumulate}
-    if len(train_set):
+    plan.restore_optimizer(trainer)  # loading: resume takes the parent's optimiser state when its bundle has it
+    if len(data.train_set):
+        loader: dict[str, Any] = {"seed": cfg.seed, "num_workers": cfg.num_workers, "accumulate": cfg.accumulate}
         fit = trainer.fit(
-            _loader(train_set, cfg.batch_size, shuffle=True, **loader),
-            _loader(val_set, cfg.batch_size, shuffle=False, **loader) if val_set else None,
+            make_step_loader(data.train_set, cfg.batch_size, shuffle=True, **loader),
+            make_step_loader(data.val_set, cfg.batch_size, shuffle=False, **loader) if data.val_set else None,
         )
     else:  # zero-shot transfer: the pretrained (adapted) weights as they are
-        from downscale.train.engine import FitResult
-
+        logger.info("zero-shot: no training day, the starting weights are bundled as they are")
         fit = FitResult({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, 0, None)
-    if plan is not None:  # e.g. low-rank adapters merged into the weights: the bundle holds the plain model
-        fit.best_state = plan.finalise(model, fit.best_state)
-    main = dist.is_main()
-    dist.teardown()
-    if not main:  # rank 0 writes the bundle
-        return TrainResult(out_dir, "", [], 0, time.perf_counter() - t_start)
+    # e.g. low-rank adapters merged into the weights: the bundle holds the plain model
+    fit.best_state = plan.finalise(model, fit.best_state)
+    return fit, trainer, store, tracker
 
-    if len(primary_set):
-        valid_mask = np.asarray(primary_set.arrays.m[:].max(axis=0) > 0)
-    else:  # zero-shot: where the new targets have values in the training period
-        valid_mask = np.asarray(np.isfinite(paired.y.isel(time=fit_idx).values).any(axis=0))
-    provenance = {
+
+def _provenance(recipe: Recipe, data: PreparedData) -> dict[str, Any]:
+    import torch
+
+    from downscale import __version__
+
+    periods, shots, paired = recipe.data.periods, data.shots, data.paired
+    train_text = periods.train.describe()
+    if periods.validation:
+        train_text += f" minus {periods.validation.describe()}"
+    if shots is not None:
+        train_text += f", {shots.record['size']} of it (k-shot, seed {shots.record['seed']})"
+    return {
         "files": paired.files,
         "periods": {
-            "train": periods.train.describe()
-            + (f" minus {periods.validation.describe()}" if periods.validation else "")
-            + (f", {shots.record['size']} of it (k-shot, seed {shots.record['seed']})" if shots is not None else ""),
+            "train": train_text,
             **({"validation": periods.validation.describe()} if periods.validation else {}),
             **({"test": periods.test.describe()} if periods.test else {}),
         },
-        "samples": {"train": len(train_idx), "validation": len(val_idx)},
+        "samples": {"train": len(data.train_idx), "validation": len(data.val_idx)},
         **({"shots": shots.record} if shots is not None else {}),
-        **({"sources": sources} if sources else {}),
+        **({"sources": data.sources} if data.sources else {}),
         "conversions": paired.conversions,
         "steps": paired.steps,
         "calendar": paired.calendar,
@@ -248,75 +278,159 @@ def train(
         "torch": torch.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    meta = {
-        "name": recipe.name,
-        "framework": recipe.framework,
-        "predictors": _variable_meta(paired.predictors, paired.x),
-        "targets": _variable_meta(paired.targets, paired.y),
-        "static": _variable_meta(paired.static_names, paired.static),
-        "forcings": paired.forcings,
-        "forcing_names": paired.forcing_names,
-        "scenario": recipe.data.scenario,
-        "grids": {"coarse": paired.coarse_grid.to_dict(), "fine": paired.fine_grid.to_dict()},
-        "normaliser": normaliser.to_dict(),
-        "model": {
-            "type": recipe.model.type,
-            "kwargs": model_kwargs,
-            "n_forcings": len(paired.forcing_names),
-            "out_channels": loss.out_channels,
-            "parameters": int(sum(p.numel() for p in model.parameters())),
-        },
-        "loss": loss.describe(),
-        "recipe": recipe.to_dict(),
-        "provenance": provenance,
-        **(
-            {"lineage": {**plan.lineage, "shots": shots.record if shots is not None else None}}
-            if plan is not None
-            else {}
+
+
+def make_bundle(
+    recipe: Recipe,
+    data: PreparedData,
+    loss: Criterion,
+    model: torch.nn.Module,
+    fit: FitResult,
+    plan: ScratchPlan,
+    trainer: Trainer,
+) -> Bundle:
+    """Step 4: the bundle in memory -- typed metadata, the best weights, static fields, validity mask, and the
+    wet-day thresholds fitted on the days the emulator saw."""
+    from downscale.bundle import Bundle, BundleMeta
+    from downscale.bundle.meta import GridsMeta, ModelMeta, PostprocessMeta, TrainingMeta, VariableMeta, WetDayMeta
+    from downscale.emulator import Emulator
+
+    paired, cfg, shots = data.paired, recipe.train, data.shots
+    if len(data.primary_set):
+        valid_mask = np.asarray(data.primary_set.arrays.m[:].max(axis=0) > 0)
+    else:  # zero-shot: where the new targets have values in the training period
+        valid_mask = np.asarray(np.isfinite(paired.y.isel(time=data.fit_idx).values).any(axis=0))
+    lineage = None
+    if plan.lineage is not None:
+        lineage = {**plan.lineage, "shots": shots.record if shots is not None else None}
+    meta = BundleMeta(
+        name=recipe.name,
+        framework=recipe.framework,
+        predictors=[VariableMeta.of(n) for n in paired.predictors],
+        targets=[VariableMeta.of(n) for n in paired.targets],
+        static=[VariableMeta.of(n) for n in paired.static_names],
+        forcings=paired.forcings,
+        forcing_names=paired.forcing_names,
+        scenario=recipe.data.scenario,
+        grids=GridsMeta(coarse=paired.coarse_grid.to_dict(), fine=paired.fine_grid.to_dict()),
+        normaliser=data.normaliser.to_dict(),
+        model=ModelMeta(
+            type=recipe.model.type,
+            kwargs=recipe.model.kwargs(),
+            n_forcings=len(paired.forcing_names),
+            out_channels=loss.out_channels,
+            parameters=int(sum(p.numel() for p in model.parameters())),
         ),
-        "training": {
-            "best_epoch": fit.best_epoch,
-            "best_val_loss": fit.best_val_loss,
-            "epochs_run": len(fit.history),
-            "stopped_early": fit.stopped_early,
-        },
-    }
+        heads=recipe.loss,
+        loss=loss.describe(),
+        regrid=recipe.data.regrid,
+        apply=recipe.apply,
+        recipe=recipe.to_dict(),
+        provenance=_provenance(recipe, data),
+        lineage=lineage,
+        training=TrainingMeta(
+            best_epoch=fit.best_epoch,
+            best_val_loss=fit.best_val_loss,
+            epochs_run=len(fit.history),
+            stopped_early=fit.stopped_early,
+        ),
+    )
     arrays: dict[str, np.ndarray] = {}
     if paired.static is not None:
         arrays["static"] = np.asarray(paired.static.values, np.float32)
-    if valid_mask is not None:
-        arrays["valid_mask"] = valid_mask
+    arrays["valid_mask"] = valid_mask
     bundle = Bundle(meta=meta, weights=fit.best_state, arrays=arrays)
-    # the days the emulator saw: the training period (validation included), or the k-shot set
-    seen = np.sort(np.concatenate([train_idx, val_idx])) if shots is not None else paired.indices(periods.train)
+    seen = data.seen(recipe)
     if cfg.wet_day_adaptation and len(seen):  # per-cell thresholds fitted on those days (never on zero-shot)
         from downscale.train.calibration import fit_bundle_thresholds
 
+        logger.info("fitting the wet-day thresholds of %s on %d days", ", ".join(cfg.wet_day_adaptation), len(seen))
         thr, wet_meta = fit_bundle_thresholds(
             Emulator(bundle), paired, seen, cfg.wet_day_adaptation, cfg.wet_day_threshold
         )
         arrays["wet_day_threshold"] = thr
-        meta["postprocess"] = {"wet_day_adaptation": wet_meta}
-        bundle = Bundle(meta=meta, weights=fit.best_state, arrays=arrays)
-
-    if cfg.save_optimizer and len(train_set):  # the optimiser's state after the last epoch, for loading: resume
+        meta.postprocess = PostprocessMeta(wet_day_adaptation=WetDayMeta(**wet_meta))
+    if cfg.save_optimizer and len(data.train_set):  # the optimiser's state after the last epoch, for loading: resume
         bundle.optimizer = trainer.optimizer_state_by_name()
-        meta["training"]["optimizer_state"] = {
+        meta.training.optimizer_state = {
             "optimizer": type(trainer.optimizer).__name__,
             "after_epoch": len(fit.history),
             "tensors": len(bundle.optimizer),
         }
+    return bundle
 
-    scores: list[dict[str, Any]] = []
-    if len(test_idx):
-        from downscale.skill.table import skill_rows
 
-        # the baselines' bias correction sees the days the emulator saw (the k-shot set in few-shot runs)
-        train_all = seen if len(seen) else pool
-        scores = skill_rows(Emulator(bundle), paired, train_all, test_idx, seed=cfg.seed)
-        meta["scores"] = {"test": {"period": periods.test.describe(), "days": len(test_idx), "rows": scores}}
+def score_bundle(recipe: Recipe, data: PreparedData, bundle: Bundle) -> list[dict[str, Any]]:
+    """Step 5: the skill rows of the emulator and the baselines on the test period (stored in the bundle)."""
+    if not len(data.test_idx):
+        return []
+    from downscale.emulator import Emulator
+    from downscale.skill.table import skill_rows
+
+    t0 = time.perf_counter()
+    # the baselines' bias correction sees the days the emulator saw (the k-shot set in few-shot runs)
+    seen = data.seen(recipe)
+    train_all = seen if len(seen) else data.pool
+    scores = skill_rows(Emulator(bundle), data.paired, train_all, data.test_idx, seed=recipe.train.seed)
+    assert recipe.data.periods.test is not None
+    period = recipe.data.periods.test.describe()
+    bundle.meta.scores = {"test": {"period": period, "days": len(data.test_idx), "rows": scores}}
+    logger.info("scored on %d test days (%s) in %.1f s", len(data.test_idx), period, time.perf_counter() - t0)
+    return scores
+
+
+def train(
+    recipe: Recipe | str | Path,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    console: Any = None,
+    plan: ScratchPlan | None = None,
+) -> TrainResult:
+    """Train the emulator a recipe describes and write its bundle to ``out_dir``.
+
+    ``plan`` (a :class:`downscale.transfer.TransferPlan`, given by ``downscale transfer``) starts the
+    model from a pretrained bundle: it picks the normaliser, loads and modifies the model and
+    writes the lineage; without one the run starts from scratch.  ``data.shots`` (few-shot days) and
+    ``transfer.sources`` (several pairs or domains in one run) work with and without a plan."""
+    import torch
+
+    from downscale.bundle import save_bundle
+    from downscale.models.factory import check_model_options
+    from downscale.models.losses import create_criterion
+    from downscale.recipe import Recipe, load_recipe
+    from downscale.tracking import write_history
+    from downscale.train import distributed as dist
+    from downscale.train.engine import seed_everything
+
+    t_start = time.perf_counter()
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    plan = plan if plan is not None else ScratchPlan()
+    out_dir = Path(out_dir)
+    # fail before reading any data
+    check_model_options(recipe.model.type, recipe.model.kwargs())
+    create_criterion(recipe.loss.type, list(recipe.data.targets), recipe.loss.variables, params=recipe.loss.params)
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
+    seed_everything(recipe.train.seed)
+
+    data = prepare_data(recipe, plan)
+    loss, model = build_model(recipe, data)
+    fit, trainer, store, tracker = fit_model(
+        recipe, data, loss, model, plan, out_dir, progress=progress, console=console
+    )
+    main = dist.is_main()
+    dist.teardown()
+    if not main:  # rank 0 writes the bundle
+        return TrainResult(out_dir, "", [], 0, time.perf_counter() - t_start)
+
+    bundle = make_bundle(recipe, data, loss, model, fit, plan, trainer)
+    scores = score_bundle(recipe, data, bundle)
     bundle_id = save_bundle(out_dir, bundle)
     write_history(out_dir, fit.history_rows())  # training_log.csv and .json
     tracker.finish(out_dir)
     store.remove()
-    return TrainResult(out_dir, bundle_id, scores, len(test_idx), time.perf_counter() - t_start)
+    seconds = time.perf_counter() - t_start
+    logger.info("bundle %s written to %s (%.0f s in all)", bundle_id, out_dir, seconds)
+    return TrainResult(out_dir, bundle_id, scores, len(data.test_idx), seconds)

@@ -169,7 +169,7 @@ def mix_sources(
         own = Normaliser.fit(
             sp.x.isel(time=idx),
             raw.y.sel(channel=have_t).isel(time=idx),
-            raw.static.sel(channel=have_s) if have_s else None,
+            raw.static.sel(channel=have_s) if have_s and raw.static is not None else None,
         )
         # a target or static field the source lacks is all NaN: any statistics do (masked / zero)
         for t in paired.targets:

@@ -7,8 +7,9 @@ Three plain stages, each recorded in the new bundle's lineage:
 3. **modifiers**: ``adapt_input`` and ``reset_head`` (:mod:`.adapt`, channels mapped by
    variable name), ``freeze``, ``lr_scale`` and ``anchor`` (:mod:`.modifiers`);
 
-then the one training loop (:func:`downscale.train.run.train`), on k-shot days
-(:mod:`.shots`) and/or several sources at once (:mod:`.sources`).
+then the one training loop (:func:`downscale.train.run.train`, with the :class:`TransferPlan` in place of
+its default from-scratch plan), on k-shot days (:mod:`downscale.data.shots`) and/or several sources at once
+(:mod:`downscale.train.sources`).
 """
 
 from __future__ import annotations

@@ -1,28 +1,26 @@
 """The transfer plan: source bundle → loading strategy → modifiers, run inside the one training loop.
 
-:func:`downscale.train.run.train` calls the plan at three points: to choose the normaliser
-(:meth:`TransferPlan.normaliser`), to load and modify the freshly built model
-(:meth:`TransferPlan.prepare`) and to write the lineage (:attr:`TransferPlan.lineage`).
+It is the :class:`~downscale.train.plan.ScratchPlan` of :func:`downscale.train.run.train` with every step
+filled in: to check the variables, choose the normaliser (:meth:`TransferPlan.normaliser`), load and modify the
+freshly built model (:meth:`TransferPlan.prepare`), restore the optimiser and write the lineage
+(:attr:`TransferPlan.lineage`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from downscale.bundle import Bundle, BundleMeta
 from downscale.errors import BundleError, DataError
+from downscale.recipe import TransferSection
+from downscale.train.plan import ScratchPlan
 
 __all__ = ["TransferPlan"]
 
 
-def _names(items: list[dict[str, Any]]) -> list[str]:
-    return [i["name"] for i in items]
-
-
-def _grid_text(meta: dict[str, Any]) -> str | None:
+def _grid_text(meta: BundleMeta) -> str | None:
     try:
-        from downscale.data.grids import Grid
-
-        return Grid.from_dict(meta["grids"]["fine"]).describe()
+        return meta.fine_grid().describe()
     except Exception:
         return None
 
@@ -38,25 +36,25 @@ def _head_labels(targets: list[str], heads: dict[str, str]) -> list[str]:
     return out
 
 
-class TransferPlan:
+class TransferPlan(ScratchPlan):
     """What ``downscale transfer`` does to a new model, from a parent bundle and ``recipe.transfer``."""
 
-    def __init__(self, parent: Any, cfg: Any) -> None:
-        from downscale.recipe import TransferSection
+    allows_zero_shot = True
 
-        self.parent = parent  # a downscale.bundle.Bundle
+    def __init__(self, parent: Bundle, cfg: TransferSection | None) -> None:
+        self.parent = parent
         self.cfg = cfg if cfg is not None else TransferSection()
         self.meta = parent.meta
         self.lineage: dict[str, Any] = {
             "parent": {
                 "bundle": parent.id,
-                "name": self.meta.get("name"),
+                "name": self.meta.name,
                 "path": str(parent.path) if parent.path else None,
-                "framework": self.meta.get("framework"),
+                "framework": self.meta.framework,
                 "fine_grid": _grid_text(self.meta),
-                "train": self.meta.get("provenance", {}).get("periods", {}).get("train"),
+                "train": self.meta.periods.get("train"),
             },
-            "ancestors": [parent.id] + list((self.meta.get("lineage") or {}).get("ancestors", [])),
+            "ancestors": [parent.id, *(self.meta.lineage or {}).get("ancestors", [])],
         }
 
     @property
@@ -67,8 +65,8 @@ class TransferPlan:
 
     def check_variables(self, paired: Any) -> None:
         """Refuse new data whose predictors cannot be mapped to the bundle's, unless adapt_input."""
-        want_p, want_s = _names(self.meta["predictors"]), _names(self.meta.get("static", []))
-        want_f = list(self.meta.get("forcing_names", []))
+        want_p, want_s = self.meta.predictor_names, self.meta.static_names
+        want_f = list(self.meta.forcing_names)
         have_p, have_s, have_f = paired.predictors, paired.static_names, list(paired.forcing_names)
         if self.cfg.loading == "resume" or not self.cfg.adapt_input:
             for kind, want, have in (
@@ -95,11 +93,11 @@ class TransferPlan:
                     f"or give the new data the bundle's {kind}"
                     + (" (resume needs identical variables)" if self.cfg.loading == "resume" else ""),
                 )
-        if self.cfg.loading == "resume" and _names(self.meta["targets"]) != paired.targets:
+        if self.cfg.loading == "resume" and self.meta.target_names != paired.targets:
             raise DataError(
                 "resume needs the bundle's targets",
                 found=", ".join(paired.targets),
-                expected=", ".join(_names(self.meta["targets"])),
+                expected=", ".join(self.meta.target_names),
                 fix="use transfer.loading: shape_filtered",
             )
 
@@ -112,7 +110,7 @@ class TransferPlan:
         so that nothing about the new targets reaches the model."""
         from downscale.data.normalise import Normaliser
 
-        parent = Normaliser.from_dict(self.meta["normaliser"])
+        parent = self.meta.make_normaliser()
         inherit = self.cfg.normaliser == "parent" or self.cfg.loading == "resume"
         record: dict[str, list[str]] = {"inherited": [], "fitted": []}
         groups = {}
@@ -144,14 +142,14 @@ class TransferPlan:
     def _parent_model(self) -> Any:
         from downscale.models import create_model
 
-        m = self.meta["model"]
+        m = self.meta.model
         return create_model(
-            m["type"],
-            in_channels=len(self.meta["predictors"]),
-            out_channels=int(m["out_channels"]),
-            n_forcings=int(m["n_forcings"]),
-            n_static=len(self.meta.get("static", [])),
-            **m.get("kwargs", {}),
+            m.type,
+            in_channels=len(self.meta.predictors),
+            out_channels=m.out_channels,
+            n_forcings=m.n_forcings,
+            n_static=len(self.meta.static),
+            **m.kwargs,
         )
 
     def restore_optimizer(self, trainer: Any) -> None:
@@ -176,18 +174,16 @@ class TransferPlan:
         from downscale.transfer.modifiers import freeze, param_groups
 
         cfg, meta = self.cfg, self.meta
-        pm = meta["model"]
-        if cfg.loading != "shape_filtered" and (
-            pm["type"] != model_type or dict(pm.get("kwargs", {})) != dict(model_kwargs)
-        ):
+        pm = meta.model
+        if cfg.loading != "shape_filtered" and (pm.type != model_type or dict(pm.kwargs) != dict(model_kwargs)):
             raise BundleError(
                 f"{cfg.loading} loading needs the bundle's model",
                 found=f"{model_type} {model_kwargs}",
-                expected=f"{pm['type']} {pm.get('kwargs', {})}",
+                expected=f"{pm.type} {pm.kwargs}",
                 fix="copy the bundle's model section into the recipe (see 'downscale describe'), or use shape_filtered",
             )
-        parent_targets = _names(meta["targets"])
-        old_out = _head_labels(parent_targets, meta.get("loss", {}).get("heads", {}))
+        parent_targets = meta.target_names
+        old_out = _head_labels(parent_targets, meta.loss.get("heads", {}))
         new_out = _head_labels(paired.targets, loss.describe()["heads"])
         targets_changed = old_out != new_out
         if targets_changed and cfg.reset_head == "never":
@@ -197,15 +193,17 @@ class TransferPlan:
                 expected=", ".join(old_out),
                 fix="set transfer.reset_head: auto (keeps the rows of the shared targets) or always",
             )
-        adapted, notes, dropped = {}, {}, {}
+        adapted: dict[str, Any] = {}
+        notes: dict[str, Any] = {}
+        dropped: dict[str, str] = {}
         layouts = None
         if cfg.adapt_input or (targets_changed and cfg.reset_head == "auto") or cfg.reset_head == "always":
             shapes = {"coarse": tuple(paired.x.shape[-2:]), "fine": tuple(paired.y.shape[-2:])}
             old = probe_layout(
                 self._parent_model(),
-                predictors=_names(meta["predictors"]),
-                static=_names(meta.get("static", [])),
-                forcings=list(meta.get("forcing_names", [])),
+                predictors=meta.predictor_names,
+                static=meta.static_names,
+                forcings=list(meta.forcing_names),
                 out_labels=old_out,
                 **shapes,
             )
@@ -254,7 +252,7 @@ class TransferPlan:
                 "frozen": frozen,
                 **(
                     {"lora": {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "layers": lora, "merged": True}}
-                    if lora
+                    if lora and cfg.lora is not None
                     else {}
                 ),
                 "lr_scale": dict(cfg.lr_scale),

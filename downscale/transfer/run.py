@@ -24,8 +24,8 @@ def load_transfer_recipe(path: str | Path, parent: Any, overrides: list[str] | N
         raw = None  # load_recipe says what is wrong
     inherited: list[str] = []
     if isinstance(raw, dict) and "model" not in raw:
-        m = parent.meta["model"]
-        inherited = [f"model.type={m['type']}"] + [f"model.{k}={json.dumps(v)}" for k, v in m.get("kwargs", {}).items()]
+        m = parent.meta.model
+        inherited = [f"model.type={m.type}"] + [f"model.{k}={json.dumps(v)}" for k, v in m.kwargs.items()]
     return load_recipe(path, inherited + list(overrides or []))
 
 

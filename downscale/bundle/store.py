@@ -2,8 +2,8 @@
 
 A bundle is a folder::
 
-    bundle.json          format version, variables, units, grids, normaliser,
-                         static-field names, recipe, provenance, lineage
+    bundle.json          the typed metadata (:class:`~downscale.bundle.meta.BundleMeta`): format version,
+                         variables, units, grids, normaliser, model, heads, provenance, lineage
     weights.safetensors  model weights
     arrays.safetensors   static fields, validity mask and other arrays
     optimizer.safetensors  optional (``train.save_optimizer``): the optimiser's state at the end of
@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from downscale.bundle.meta import FORMAT_VERSION, BundleMeta, parse_meta
 from downscale.errors import BundleError
 
-__all__ = ["FORMAT_VERSION", "Bundle", "load_bundle", "save_bundle"]
+__all__ = ["Bundle", "load_bundle", "save_bundle"]
 
-FORMAT_VERSION = 1
 _META = "bundle.json"
 _WEIGHTS = "weights.safetensors"
 _ARRAYS = "arrays.safetensors"
@@ -44,7 +44,7 @@ _FILES = (_META, _WEIGHTS, _ARRAYS)
 class Bundle:
     """An emulator bundle in memory."""
 
-    meta: dict[str, Any]
+    meta: BundleMeta
     weights: dict[str, Any]  # name -> torch.Tensor
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     optimizer: dict[str, Any] = field(default_factory=dict)  # "<state>/<parameter>" -> torch.Tensor; optional
@@ -71,16 +71,15 @@ def save_bundle(path: str | Path, bundle: Bundle) -> str:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = dict(bundle.meta)
-    meta["format_version"] = FORMAT_VERSION
+    meta = bundle.meta.model_copy(update={"format_version": FORMAT_VERSION})
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        (tmp / _META).write_text(json.dumps(meta, indent=1, sort_keys=True, default=_json_default))
+        (tmp / _META).write_text(json.dumps(meta.to_json_dict(), indent=1, sort_keys=True, default=_json_default))
         weights = {k: v.detach().cpu().contiguous() for k, v in bundle.weights.items()}
         save_torch(weights, str(tmp / _WEIGHTS))
         arrays = {k: np.ascontiguousarray(v) for k, v in bundle.arrays.items()}
         save_numpy(arrays, str(tmp / _ARRAYS))
-        files = _FILES
+        files: tuple[str, ...] = _FILES
         if bundle.optimizer:
             save_torch({k: v.detach().cpu().contiguous() for k, v in bundle.optimizer.items()}, str(tmp / _OPTIMIZER))
             files = (*_FILES, _OPTIMIZER)
@@ -133,6 +132,13 @@ def load_bundle(path: str | Path, *, map_location: str = "cpu") -> Bundle:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BundleError("bundle manifest is not valid JSON", file=manifest_path, fix="re-create the bundle") from None
+    if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
+        raise BundleError(
+            "bundle manifest is not a mapping of file names to checksums",
+            file=manifest_path,
+            found=type(manifest).__name__,
+            fix="use an unmodified copy of the bundle, or re-create it",
+        )
     files = (*_FILES, _OPTIMIZER) if _OPTIMIZER in manifest else _FILES
     for name in files:
         file = path / name
@@ -144,18 +150,11 @@ def load_bundle(path: str | Path, *, map_location: str = "cpu") -> Bundle:
                 file=file,
                 fix="use an unmodified copy of the bundle, or re-create it",
             )
-    meta = json.loads((path / _META).read_text())
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        from downscale import __version__
-
-        raise BundleError(
-            "bundle was written by a newer downscale",
-            file=path / _META,
-            found=f"format version {version}",
-            expected=f"format version <= {FORMAT_VERSION} (downscale {__version__})",
-            fix="upgrade downscale",
-        )
+    try:
+        raw = json.loads((path / _META).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BundleError("bundle metadata is not valid JSON", file=path / _META, fix="re-create the bundle") from None
+    meta = parse_meta(raw, file=path / _META)
     try:
         weights = load_torch(str(path / _WEIGHTS), device=map_location)
         arrays = load_numpy(str(path / _ARRAYS))

@@ -1,0 +1,52 @@
+"""How the CLI shows the library's log records.
+
+The library only logs (``logging.getLogger(__name__)`` under ``downscale``); the CLI decides how they look:
+on a terminal, a Rich handler (colours, aligned levels, beside the progress bars); otherwise -- an HPC batch
+job whose output goes to a file -- plain timestamped lines, one per record, never truncated.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from rich.console import Console
+
+__all__ = ["PlainFormatter", "setup_logging"]
+
+_MARK = "_downscale_cli_handler"
+
+
+class PlainFormatter(logging.Formatter):
+    """``2026-12-07 17:01:02 epoch 3/50 ...``; warnings and errors say so: ``... warning: ...``."""
+
+    def __init__(self) -> None:
+        super().__init__(datefmt="%Y-%m-%d %H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        text = f"{self.formatTime(record, self.datefmt)} {level}{record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup_logging(console: Console, *, verbose: int = 0, quiet: bool = False) -> None:
+    """Route the ``downscale`` loggers to ``console`` (stderr): Rich on a terminal, plain lines otherwise.
+
+    Replaces a handler installed by an earlier call (a test runner invokes the CLI many times in one process)."""
+    logger = logging.getLogger("downscale")
+    for old in [h for h in logger.handlers if getattr(h, _MARK, False)]:
+        logger.removeHandler(old)
+    handler: logging.Handler
+    if console.is_terminal:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(PlainFormatter())
+    setattr(handler, _MARK, True)
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
