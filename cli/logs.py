@@ -31,6 +31,21 @@ class PlainFormatter(logging.Formatter):
         return text
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the *current* ``sys.stderr`` (a test runner swaps it between invocations)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:  # set by StreamHandler.__init__; the current stderr is used
+        pass
+
+
 def setup_logging(console: Console, *, verbose: int = 0, quiet: bool = False) -> None:
     """Route the ``downscale`` loggers to ``console`` (stderr): Rich on a terminal, plain lines otherwise.
 
@@ -44,7 +59,7 @@ def setup_logging(console: Console, *, verbose: int = 0, quiet: bool = False) ->
 
         handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(PlainFormatter())
     setattr(handler, _MARK, True)
     logger.addHandler(handler)

@@ -291,11 +291,11 @@ def _plan(
             path = store.chunk_path(period_dir, a, b)
             if store.chunk_done(path, (b - a, *lead, len(emu.targets), *emu.fine_grid.shape)):
                 reused += 1
-                meta = store.read_chunk_meta(path)
-                if meta.get("violations") and on_implausible == "error":
+                chunk_info = store.read_chunk_meta(path)
+                if chunk_info.get("violations") and on_implausible == "error":
                     from downscale.apply.sanity import Violation
 
-                    raise Violation.from_dict(meta["violations"][0]).error(file=proj.name)
+                    raise Violation.from_dict(chunk_info["violations"][0]).error(file=proj.name)
                 store.log_line(out_dir, f"reused chunk {proj.name} {a}-{b}")
                 continue
             todo.append(

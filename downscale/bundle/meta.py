@@ -11,7 +11,7 @@ Format history:
 
 * 1 -- the first format: the heads, the regrid method and the apply defaults were read from ``recipe``;
   :func:`parse_meta` still reads it (the values are taken from the recipe it holds).
-* 2 -- ``heads``, ``regrid`` and ``apply`` are fields of their own.
+* 2 -- ``heads``, ``regrid``, ``upscale`` and ``apply`` are fields of their own.
 """
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ class BundleMeta(_Meta):
     heads: LossSection  # how the heads are rebuilt (the recipe's loss section)
     loss: dict[str, Any] = Field(default_factory=dict)  # Criterion.describe(), for people
     regrid: str = "bilinear"  # method for inputs on another grid than the coarse one (the recipe's data.regrid)
+    upscale: str = "area_mean"  # perfect model: how the targets were upscaled to the predictors (data.upscale)
     apply: ApplySection = Field(default_factory=ApplySection)  # defaults of `downscale apply`
     postprocess: PostprocessMeta = Field(default_factory=PostprocessMeta)
     training: TrainingMeta = Field(default_factory=TrainingMeta)
@@ -175,6 +176,7 @@ def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
     out.setdefault("heads", recipe.get("loss") or {})
     out.setdefault("regrid", (recipe.get("data") or {}).get("regrid", "bilinear"))
+    out.setdefault("upscale", (recipe.get("data") or {}).get("upscale", "area_mean"))
     out.setdefault("apply", recipe.get("apply") or {})
     out["format_version"] = FORMAT_VERSION
     return out

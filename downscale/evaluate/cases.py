@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
@@ -38,7 +38,6 @@ __all__ = [
     "TrainingBaselines",
     "fit_baselines",
     "load_case",
-    "meta_section",
     "predict_case",
 ]
 
@@ -73,15 +72,6 @@ class TrainingBaselines:
 
     models: dict[str, dict[str, Bilinear]]
     notes: list[str]
-
-
-def meta_section(emulator: Emulator, key: str) -> dict[str, Any]:
-    """A JSON section of the emulator's bundle metadata (``recipe``, ``provenance``), a copy; empty if absent.
-
-    The metadata is a mapping or an object with the section as an attribute (a typed bundle schema)."""
-    meta = emulator.meta
-    value = meta.get(key) if isinstance(meta, dict) else getattr(meta, key, None)
-    return dict(value or {})
 
 
 def _human(da: xr.DataArray, name: str) -> xr.DataArray:
@@ -151,7 +141,6 @@ def load_case(
     from downscale.data.pairing import stack_channels
     from downscale.data.regrid import create_regridder
 
-    recipe_data = meta_section(emulator, "recipe").get("data", {})
     truth: dict[str, xr.DataArray] = {}
     for name in emulator.targets:
         da = _open(_files_for(target, name, "target", test), name, period, resolve, test)
@@ -178,7 +167,7 @@ def load_case(
                 "a target to upscale",
                 fix="list the test's predictors files",
             )
-        method = recipe_data.get("upscale", "area_mean")
+        method = emulator.meta.upscale
         logger.debug(
             "test %s: predictors %s are the target upscaled (%s)", test, ", ".join(emulator.predictors), method
         )
@@ -189,7 +178,7 @@ def load_case(
             da = _open(_files_for(predictors, name, "predictors", test), name, period, resolve, test)
             grid = _grid(da)
             if grid.id != emulator.coarse_grid.id:
-                method = recipe_data.get("regrid", "bilinear")
+                method = emulator.meta.regrid
                 logger.debug("test %s: predictor %s regridded (%s) from %s", test, name, method, grid.describe())
                 da = create_regridder(grid, emulator.coarse_grid, method)(da)
             fields[name] = da

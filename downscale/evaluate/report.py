@@ -134,18 +134,18 @@ def _test_titles(rows: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
 
 # --------------------------------------------------------------------------- markdown
 def _markdown(
-    config: EvaluateConfig, rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any]
+    config: EvaluateConfig, rows: list[dict[str, Any]], figures: list[dict[str, Any]], run_info: dict[str, Any]
 ) -> str:
     out = [f"# Evaluation: {config.name}", ""]
     if config.description:
         out += [config.description.strip(), ""]
     out += [
-        f"Generated {meta['created']} in {meta['seconds']:.0f} s by `downscale evaluate`. "
+        f"Generated {run_info['created']} in {run_info['seconds']:.0f} s by `downscale evaluate`. "
         "Every number is in `metrics.csv` / `metrics.json`; figures are under `figures/`.",
         "",
     ]
-    if meta.get("command"):
-        out += ["Regenerate with:", "", "```bash", meta["command"], "```", ""]
+    if run_info.get("command"):
+        out += ["Regenerate with:", "", "```bash", run_info["command"], "```", ""]
     titles = _test_titles(rows)
     out += ["## Tests", "", "| test | kind | period | domain | what it measures |", "|---|---|---|---|---|"]
     for t in config.tests:
@@ -155,7 +155,7 @@ def _markdown(
                 f"{' vs ' + t.reference.period.describe() if t.reference else ''} | {t.domain or ''} | "
                 f"{(t.note or '').strip()} |"
             )
-    out += ["", f"*Imperfect tests.* {meta['imperfect_note']}", ""]
+    out += ["", f"*Imperfect tests.* {run_info['imperfect_note']}", ""]
     out += [
         "How to read the scorecards: one row per (variable, metric); each test has one column per method; "
         "**bold** marks the best method of the row within a test (lower is better for errors and biases, higher "
@@ -170,7 +170,7 @@ def _markdown(
     for spec in config.emulators:
         if not any(r["emulator"] == spec.name for r in rows):
             continue
-        info = meta["emulators"].get(spec.name, {})
+        info = run_info["emulators"].get(spec.name, {})
         out += [
             f"## Emulator `{spec.name}`",
             "",
@@ -197,8 +197,8 @@ def _markdown(
             if figs:
                 out += [f"#### Figures: {titles[tname][0]}", ""]
                 out += [f"![{f['variable']} {f['caption']}]({f['path']})" for f in figs] + [""]
-    if meta.get("notes"):
-        out += ["## Notes", ""] + [f"- {n}" for n in meta["notes"]] + [""]
+    if run_info.get("notes"):
+        out += ["## Notes", ""] + [f"- {n}" for n in run_info["notes"]] + [""]
     return "\n".join(out)
 
 
@@ -223,7 +223,7 @@ def _html(
     config: EvaluateConfig,
     rows: list[dict[str, Any]],
     figures: list[dict[str, Any]],
-    meta: dict[str, Any],
+    run_info: dict[str, Any],
     out_dir: Path,
 ) -> str:
     titles = _test_titles(rows)
@@ -236,11 +236,11 @@ def _html(
     if config.description:
         h.append(f"<p>{_e(config.description.strip())}</p>")
     h.append(
-        f"<p>Generated {_e(meta['created'])} in {meta['seconds']:.0f} s by <code>downscale evaluate</code>. "
+        f"<p>Generated {_e(run_info['created'])} in {run_info['seconds']:.0f} s by <code>downscale evaluate</code>. "
         "Every number is also in <code>metrics.csv</code> / <code>metrics.json</code>.</p>"
     )
-    if meta.get("command"):
-        h.append(f"<p>Regenerate with: <code>{_e(meta['command'])}</code></p>")
+    if run_info.get("command"):
+        h.append(f"<p>Regenerate with: <code>{_e(run_info['command'])}</code></p>")
     h.append(
         "<h2>Tests</h2><table><tr><th>test</th><th>kind</th><th>period</th><th>domain</th>"
         "<th>what it measures</th></tr>"
@@ -254,7 +254,7 @@ def _html(
                 f"{_e((t.note or '').strip())}</td></tr>"
             )
     h.append("</table>")
-    h.append(f"<div class=note><b>Imperfect tests.</b> {_e(meta['imperfect_note'])}</div>")
+    h.append(f"<div class=note><b>Imperfect tests.</b> {_e(run_info['imperfect_note'])}</div>")
     h.append(
         "<p class=legend>Cells are shaded by rank within each test (best → worst): "
         + "".join(f"<span style='background:{c}'>{i + 1}</span>" for i, c in enumerate(_SHADES[:4]))
@@ -267,7 +267,7 @@ def _html(
     for spec in config.emulators:
         if not any(r["emulator"] == spec.name for r in rows):
             continue
-        info = meta["emulators"].get(spec.name, {})
+        info = run_info["emulators"].get(spec.name, {})
         h.append(f"<h2>Emulator <code>{_e(spec.name)}</code></h2>")
         h.append(
             f"<p>Bundle <code>{_e(info.get('bundle', spec.bundle))}</code> (id <code>"
@@ -316,8 +316,8 @@ def _html(
                     f"<figcaption>{_e(f['variable'])}: {_e(f['caption'])}</figcaption></figure>"
                 )
             h.append("</div>")
-    if meta.get("notes"):
-        h.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in meta["notes"]) + "</ul>")
+    if run_info.get("notes"):
+        h.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in run_info["notes"]) + "</ul>")
     h.append("</body></html>")
     return "\n".join(h)
 
@@ -342,7 +342,7 @@ def write_report(
     config: EvaluateConfig,
     rows: list[dict[str, Any]],
     figures: list[dict[str, Any]],
-    meta: dict[str, Any],
+    run_info: dict[str, Any],
 ) -> list[Path]:
     """Write ``metrics.csv``, ``metrics.json``, ``report.md`` and ``report.html`` (atomically) into ``out_dir``."""
     from downscale.atomic import write_atomic
@@ -350,12 +350,12 @@ def write_report(
     out_dir = Path(out_dir)
     return [
         write_atomic(out_dir / "metrics.csv", _csv(rows)),
-        write_atomic(out_dir / "metrics.json", rows_to_json(rows, {**meta, "figures": figures})),
-        write_atomic(out_dir / "report.md", _markdown(config, rows, figures, meta)),
-        write_atomic(out_dir / "report.html", _html(config, rows, figures, meta, out_dir)),
+        write_atomic(out_dir / "metrics.json", rows_to_json(rows, {**run_info, "figures": figures})),
+        write_atomic(out_dir / "report.md", _markdown(config, rows, figures, run_info)),
+        write_atomic(out_dir / "report.html", _html(config, rows, figures, run_info, out_dir)),
     ]
 
 
-def rows_to_json(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+def rows_to_json(rows: list[dict[str, Any]], run_info: dict[str, Any]) -> str:
     clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
-    return json.dumps({**meta, "rows": clean}, indent=1, default=str)
+    return json.dumps({**run_info, "rows": clean}, indent=1, default=str)

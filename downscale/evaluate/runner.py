@@ -86,12 +86,11 @@ def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _training_recipe(spec: EmulatorSpec, emulator: Emulator, config: EvaluateConfig) -> Recipe:
-    from downscale.evaluate.cases import meta_section
     from downscale.recipe import load_recipe, recipe_from_dict
 
     if spec.recipe:
         return load_recipe(config.resolve(spec.recipe))
-    return recipe_from_dict(meta_section(emulator, "recipe"), root=config.root)
+    return recipe_from_dict(emulator.meta.recipe, root=config.root)
 
 
 def _score(
@@ -241,7 +240,7 @@ def evaluate(
 
     from downscale.data.variables import get_spec
     from downscale.emulator import load
-    from downscale.evaluate.cases import fit_baselines, load_case, meta_section, predict_case
+    from downscale.evaluate.cases import fit_baselines, load_case, predict_case
     from downscale.evaluate.config import EvaluateConfig, load_evaluate_config
     from downscale.evaluate.metric_registry import create_metric
     from downscale.evaluate.report import write_report
@@ -395,7 +394,7 @@ def evaluate(
                 name: {
                     "bundle_id": e.id,
                     "bundle": str(next(s.bundle for s in config.emulators if s.name == name)),
-                    "periods": meta_section(e, "provenance").get("periods", {}),
+                    "periods": e.meta.periods,
                 }
                 for name, (e, _) in emulators.items()
             },

@@ -324,6 +324,7 @@ def make_bundle(
         heads=recipe.loss,
         loss=loss.describe(),
         regrid=recipe.data.regrid,
+        upscale=recipe.data.upscale,
         apply=recipe.apply,
         recipe=recipe.to_dict(),
         provenance=_provenance(recipe, data),
