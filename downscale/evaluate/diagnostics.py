@@ -1,6 +1,7 @@
 """Diagnostics beyond :mod:`downscale.skill.metrics`: index biases and ratios, distances between
 distributions, spectra of time-mean fields, the pr–tas coupling, climate-change signals of any index, and
-ensemble scores (CRPS, rank histograms).
+ensemble scores (CRPS, rank histograms), and the sub-daily diagnostics (hourly extremes, the bias of the mean
+daily maximum, the regional mean diurnal curve).
 
 The conventions are those of :mod:`downscale.skill.metrics`: DataArrays ``(time, y, x)`` (plain numpy
 ``(time, y, x)`` arrays too where noted), NaN = invalid, an optional boolean ``mask`` (``(y, x)``, True = valid),
@@ -27,9 +28,12 @@ __all__ = [
     "cc_signal_error",
     "cc_signal_map",
     "crps_ensemble",
+    "daily_max_bias",
+    "diurnal_curve",
     "index_bias",
     "index_bias_map",
     "index_ratio",
+    "p999_abs_bias",
     "pr_tas_correlation_bias",
     "psd_distance",
     "rank_histogram",
@@ -101,6 +105,46 @@ def spatial_correlation_of_index(
     valid = _valid_cells(truth, mask)
     p, t = _masked(ip, valid).ravel(), _masked(it, valid).ravel()
     return float(M._corr(p, t, axis=0))
+
+
+# --------------------------------------------------------------------------- sub-daily
+def p999_abs_bias(
+    pred: xr.DataArray, truth: xr.DataArray, mask: Mask = None, *, q: float = 0.999, season: str | None = None
+) -> float:
+    """Spatial mean of ``|P99.9(pred) - P99.9(truth)|``, the per-cell 99.9th percentile over every step (hourly
+    extremes at hourly data), in the units of the inputs; ``q`` picks another quantile.  Days need not match."""
+    return index_bias(pred, truth, "quantile", mask, q=q, season=season)
+
+
+def daily_max_bias(pred: xr.DataArray, truth: xr.DataArray, mask: Mask = None, *, season: str | None = None) -> float:
+    """Spatial mean of ``|bias|`` of the mean daily maximum (the largest step of each calendar day, then the
+    time mean; index ``daily_max``), in the units of the inputs.  Days need not match."""
+    return index_bias(pred, truth, "daily_max", mask, season=season)
+
+
+def diurnal_curve(da: xr.DataArray, valid: Mask = None, *, regions: dict[str, Mask] | None = None) -> xr.DataArray:
+    """``(region, hour)``: the mean diurnal curve (mean by UTC hour of day) averaged over the valid cells of
+    each region.  ``valid``: ``(y, x)``, True = valid (e.g. the truth's valid cells, so that every method is
+    averaged over the same cells; default: the cells of ``da`` valid at every step).  ``regions``: name ->
+    ``(y, x)`` mask (default: one region ``domain``, every cell)."""
+    cycle = M.diurnal_cycle(da)
+    c = np.asarray(cycle.transpose("hour", ...).values, np.float64)
+    if valid is None:
+        keep = np.isfinite(np.asarray(da.transpose("time", ...).values, np.float64)).all(axis=0)
+    else:
+        keep = np.asarray(valid.values if isinstance(valid, xr.DataArray) else valid, dtype=bool)
+    regions = regions or {"domain": None}
+    rows = []
+    for m in regions.values():
+        cells = keep if m is None else keep & np.asarray(m.values if isinstance(m, xr.DataArray) else m, bool)
+        rows.append([_nanmean(c[i][cells]) for i in range(c.shape[0])])
+    return xr.DataArray(
+        np.asarray(rows, np.float64).reshape(len(regions), c.shape[0]),
+        dims=("region", "hour"),
+        coords={"region": list(regions), "hour": cycle["hour"].values},
+        name="diurnal_curve",
+        attrs={"units": da.attrs.get("units", "")},
+    )
 
 
 # --------------------------------------------------------------------------- distributions

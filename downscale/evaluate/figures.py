@@ -4,7 +4,8 @@
 * :func:`cc_signal_maps` -- the climate-change signal of the truth and of each method;
 * :func:`psd_curves` -- the time-mean radially averaged power spectra;
 * :func:`qq_extremes` -- quantiles of every valid (cell, day) value against the truth's, up to the 99.9th;
-* :func:`rank_histogram_plot` -- the rank histogram of a stochastic emulator's ensemble.
+* :func:`rank_histogram_plot` -- the rank histogram of a stochastic emulator's ensemble;
+* :func:`diurnal_curves` -- the mean diurnal cycle over the domain (sub-daily data).
 
 matplotlib is imported lazily with the non-interactive Agg backend.
 """
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 from downscale.evaluate import diagnostics as D
 from downscale.skill import metrics as M
 
-__all__ = ["bias_maps", "cc_signal_maps", "psd_curves", "qq_extremes", "rank_histogram_plot"]
+__all__ = ["bias_maps", "cc_signal_maps", "diurnal_curves", "psd_curves", "qq_extremes", "rank_histogram_plot"]
 
 #: colours of the methods, the same in every figure
 COLOURS = {
@@ -157,4 +158,44 @@ def rank_histogram_plot(ensemble: xr.DataArray, truth: xr.DataArray, title: str)
     ax.set_ylabel("frequency")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def diurnal_curves(
+    truth: xr.DataArray,
+    preds: dict[str, xr.DataArray],
+    title: str,
+    *,
+    regions: dict[str, Any] | None = None,
+) -> bytes:
+    """The mean diurnal cycle (mean by UTC hour of day, averaged over the truth's valid cells) of the truth and
+    each method; one panel per region (``regions``: name -> ``(y, x)`` mask; default the whole domain).  Days
+    need not match."""
+    plt = _plt()
+    valid = np.asarray(np.isfinite(np.asarray(truth.transpose("time", ...).values, np.float64)).all(axis=0))
+    curves = {label: D.diurnal_curve(da, valid, regions=regions) for label, da in {"truth": truth, **preds}.items()}
+    names = list(curves["truth"]["region"].values)
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False, constrained_layout=True, sharey=True
+    )
+    for ax, region in zip(axes[0], names, strict=True):
+        for label, curve in curves.items():
+            c = curve.sel(region=region)
+            ax.plot(
+                c["hour"].values,
+                c.values,
+                ".-",
+                ms=3,
+                label=label,
+                color=_colour(label),
+                lw=2.0 if label == "truth" else 1.2,
+            )
+        ax.set_xlim(-0.5, 23.5)
+        ax.set_xticks(range(0, 24, 3))
+        ax.set_xlabel("hour of day (UTC)")
+        ax.set_title(str(region) if len(names) > 1 else title, fontsize=9)
+    axes[0][0].set_ylabel(f"mean ({truth.attrs.get('units', '')})")
+    axes[0][0].legend(fontsize=7)
+    if len(names) > 1:
+        fig.suptitle(title, fontsize=9)
     return _png(fig)

@@ -11,7 +11,21 @@ or as a mapping with options::
       - {type: wasserstein, per_cell: true}
       - {type: index_bias, index: quantile, q: 0.01, variables: [tas]}
 
-``name`` sets the label in the tables; ``variables`` restricts a metric to some variables.
+``name`` sets the label in the tables; ``variables`` restricts a metric to some variables; ``daily: true``
+scores the metric on daily aggregates (:func:`downscale.evaluate.indices.to_daily`: daily means, so a
+precipitation flux stays a mean rate) of sub-daily fields -- e.g. ``{type: rmse, daily: true}`` on hourly data
+(the ``daily`` indices such as rx1day aggregate by themselves).
+
+**Sub-daily metrics.**  ``frequency: subdaily`` (of a metric, or of the index it reads) marks what needs
+several steps a day -- the diurnal cycle, the mean daily maximum.  On daily data such a metric is skipped and
+:meth:`MetricCall.skip_reason` says why (the evaluation report lists it as a note)::
+
+    metrics:
+      - diurnal_amplitude_abs_bias
+      - {type: diurnal_phase_error, method: harmonic}
+      - p999_abs_bias
+      - daily_max_bias
+      - {type: index_bias, index: rx1day}   # on daily totals of an hourly field
 :func:`create_metric` turns one such entry into a :class:`MetricCall` (checked at once: unknown names list the
 valid ones and suggest the closest).
 
@@ -47,7 +61,7 @@ from typing import Any
 
 from downscale.errors import RecipeError, UnknownNameError, closest
 from downscale.evaluate import diagnostics as D
-from downscale.evaluate.indices import INDICES
+from downscale.evaluate.indices import DAY_SECONDS, INDICES, to_daily
 from downscale.registry import Registry
 from downscale.skill import metrics as M
 
@@ -82,7 +96,8 @@ class Metric:
     index's).  ``estimate``: scored on the emulator's ensemble-mean estimate (point scores such as RMSE) rather
     than on one realisation (distributions, spectra).  ``deterministic`` (ensemble metrics): deterministic
     methods (the baselines, a deterministic emulator) are scored too, as one-member ensembles (CRPS is then
-    the mean absolute error)."""
+    the mean absolute error).  ``frequency``: ``any``, or ``subdaily`` for a metric that needs several steps
+    a day (a diurnal cycle): skipped, with a reason, on daily data."""
 
     name: str
     func: Callable[..., float]
@@ -94,8 +109,11 @@ class Metric:
     deterministic: bool = False  # ensemble metrics: also score deterministic methods as one-member ensembles
     suffix: str | None = None  # label suffix for index-based metrics: '{index}_{suffix}'
     description: str = ""
+    frequency: str = "any"  # 'subdaily': needs several steps a day (skipped on daily data)
 
     def __post_init__(self) -> None:
+        if self.frequency not in ("any", "subdaily"):
+            raise ValueError(f"metric {self.name}: frequency must be 'any' or 'subdaily', not {self.frequency!r}")
         if self.needs not in NEEDS:
             raise ValueError(f"metric {self.name}: needs must be one of {NEEDS}, not {self.needs!r}")
         if self.better not in BETTER:
@@ -172,7 +190,7 @@ def _fmt(value: object) -> str:
 
 def _index_label(params: dict[str, Any]) -> str:
     index = params.get("index", "mean")
-    extra = {k: v for k, v in params.items() if k not in ("index", "per_cell")}
+    extra = {k: v for k, v in params.items() if k not in ("index", "per_cell", "daily")}
     if index == "quantile":
         q = float(extra.pop("q", 0.99))
         label = f"q{100 * q:g}".replace(".", "_")
@@ -191,6 +209,7 @@ class MetricCall:
     metric: Metric
     params: dict[str, Any] = field(default_factory=dict)
     variables: tuple[str, ...] | None = None  # only these variables (None: every variable it applies to)
+    daily: bool = False  # scored on daily aggregates (to_daily) of the fields
 
     @property
     def needs(self) -> str:
@@ -209,6 +228,28 @@ class MetricCall:
         target = INDICES.get(self.index).applies_to if self.index else self.metric.applies_to
         return target == "any" or target == kind
 
+    @property
+    def frequency(self) -> str:
+        """``subdaily`` when the metric or its index needs several steps a day, ``daily`` when its index is
+        defined on days, else ``any`` (see :attr:`downscale.evaluate.indices.IndexSpec.frequency`)."""
+        if self.metric.frequency == "subdaily":
+            return "subdaily"
+        return INDICES.get(self.index).frequency if self.index else "any"
+
+    def skip_reason(self, step_seconds: float | None) -> str | None:
+        """Why the metric cannot score fields of native step ``step_seconds`` (None: fewer than two steps), or
+        None when it can: a sub-daily metric on daily (or coarser) data, or scored on daily aggregates."""
+        if self.frequency != "subdaily":
+            return None
+        what = f"index '{self.index}'" if self.index and self.metric.frequency != "subdaily" else "it"
+        if self.daily:
+            return f"{what} needs sub-daily data, and daily: true scores daily aggregates"
+        if step_seconds is None:
+            return f"{what} needs sub-daily data, and the field has fewer than two time steps"
+        if step_seconds >= DAY_SECONDS - 1.0:
+            return f"{what} needs sub-daily data (several steps a day), and the time step is {_describe_step(step_seconds)}"
+        return None
+
     def units(self, input_units: str) -> str:
         if self.metric.units == "input":
             return input_units
@@ -217,9 +258,29 @@ class MetricCall:
         return self.metric.units
 
     def __call__(self, *args: Any, **kwargs: Any) -> float:
+        if self.daily:
+            args = tuple(_as_daily(a) for a in args)
         value = self.metric.func(*args, **{**self.params, **kwargs})
         value = float(value)
         return value if math.isfinite(value) else float("nan")
+
+
+def _describe_step(seconds: float) -> str:
+    if seconds % DAY_SECONDS == 0:
+        n = int(seconds // DAY_SECONDS)
+        return "1 day" if n == 1 else f"{n} days"
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} h"
+    return f"{seconds:g} s"
+
+
+def _as_daily(arg: Any) -> Any:
+    """A metric argument on daily aggregates: a field with a ``time`` dimension, or a dict of them."""
+    if isinstance(arg, dict):
+        return {k: _as_daily(v) for k, v in arg.items()}
+    if hasattr(arg, "dims") and "time" in getattr(arg, "dims", ()):
+        return to_daily(arg)
+    return arg
 
 
 def create_metric(spec: str | dict[str, Any], *, where: str | None = None) -> MetricCall:
@@ -241,10 +302,21 @@ def create_metric(spec: str | dict[str, Any], *, where: str | None = None) -> Me
     variables = spec.pop("variables", None)
     if isinstance(variables, str):
         variables = [variables]
+    daily = spec.pop("daily", False)
+    if not isinstance(daily, bool):
+        raise RecipeError(
+            f"metric '{name}': daily must be true or false", file=where, found=repr(daily), fix="write daily: true"
+        )
     try:
         metric = get_metric(name)
     except UnknownNameError:
         raise UnknownNameError("metric", name, METRICS.names(), file=where) from None
+    if daily and metric.frequency == "subdaily":
+        raise RecipeError(
+            f"metric '{name}' needs sub-daily data and cannot be scored on daily aggregates",
+            file=where,
+            fix="remove daily: true",
+        )
     params = spec
     accepted = inspect.signature(metric.func).parameters
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
@@ -272,12 +344,15 @@ def create_metric(spec: str | dict[str, Any], *, where: str | None = None) -> Me
             label = f"{_index_label(params)}_{metric.suffix}"
             if params.get("per_cell"):
                 label += "_per_cell"
+            if daily:
+                label += "_daily"
         else:
             label = name + "".join(
                 f"_{k}{_fmt(v)}" if not isinstance(v, bool) else (f"_{k}" if v else "")
                 for k, v in sorted(params.items())
             )
-    return MetricCall(str(label), metric, params, tuple(variables) if variables else None)
+            label += "_daily" if daily else ""
+    return MetricCall(str(label), metric, params, tuple(variables) if variables else None, daily)
 
 
 # --------------------------------------------------------------------------- built-in metrics
@@ -357,3 +432,29 @@ register_metric(
     units="1",
     description="RMS relative departure of the rank histogram from flat",
 )(D.rank_histogram_deviation)
+
+# --------------------------------------------------------------------------- sub-daily metrics
+register_metric(
+    "diurnal_amplitude_abs_bias",
+    needs="distribution",
+    frequency="subdaily",
+    description="spatial mean of |bias| of the amplitude (max - min) of the mean diurnal cycle",
+)(M.diurnal_amplitude_abs_bias)
+register_metric(
+    "diurnal_phase_error",
+    needs="distribution",
+    frequency="subdaily",
+    units="h",
+    description="mean circular error (hours, wrapping at 24) of the hour of the diurnal maximum",
+)(M.diurnal_phase_error)
+register_metric(
+    "p999_abs_bias",
+    needs="distribution",
+    description="spatial mean of |bias| of the per-cell 99.9th percentile over every step",
+)(D.p999_abs_bias)
+register_metric(
+    "daily_max_bias",
+    needs="distribution",
+    frequency="subdaily",
+    description="spatial mean of |bias| of the mean daily maximum (max per calendar day, then time mean)",
+)(D.daily_max_bias)

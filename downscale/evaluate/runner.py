@@ -12,6 +12,9 @@ Which metrics a test allows:
 * **imperfect** tests (a free-running GCM: its days are not the RCM's days) -- only metrics that compare
   distributions (``needs: distribution / multivariate``) and the climate-change signal (``signal``); day-by-day
   scores would measure the weather mismatch, not the emulator, and the report says so.
+
+A sub-daily metric (the diurnal cycle, the mean daily maximum) on daily data is skipped with a note saying
+why; sub-daily data also get a figure of the mean diurnal cycle (``...__VARIABLE__diurnal_cycle.png``).
 """
 
 from __future__ import annotations
@@ -100,7 +103,11 @@ def _score(
     pred: Predictions,
     ref: Predictions | None,
     variable_units: dict[str, str],
+    notes: list[str] | None = None,
 ) -> list[dict[str, Any]]:
+    """The rows of every metric each variable allows; a metric that cannot score a variable's time step (a
+    sub-daily metric on daily data) adds one line to ``notes`` saying why."""
+    from downscale.evaluate.indices import time_step
     from downscale.evaluate.metric_registry import variable_kind
 
     rows: list[dict[str, Any]] = []
@@ -142,9 +149,14 @@ def _score(
                 if a in fields and b in fields:
                     add(f"{a}-{b}", method, call, call(fields, pred.truth), call.units("1"))
             continue
+        skipped: dict[str, list[str]] = {}
         for var, truth in pred.truth.items():
             units = variable_units[var]
             if not call.applies_to(variable_kind(units)) or (call.variables and var not in call.variables):
+                continue
+            reason = call.skip_reason(time_step(truth)) if call.frequency == "subdaily" else None
+            if reason is not None:
+                skipped.setdefault(reason, []).append(var)
                 continue
             if needs == "ensemble":
                 for method in pred.methods:
@@ -167,6 +179,11 @@ def _score(
                 else:
                     value = call(scored[method][var], truth)
                 add(var, method, call, value, call.units(units))
+        for reason, variables in skipped.items():
+            if notes is not None:
+                notes.append(
+                    f"{emulator_name} × {test.name}: metric {call.label} skipped for {', '.join(variables)}: {reason}"
+                )
     return rows
 
 
@@ -174,6 +191,7 @@ def _figures(
     pred: Predictions, ref: Predictions | None, emulator_name: str, test: TestCase, out_dir: Path
 ) -> list[dict[str, Any]]:
     from downscale.evaluate import figures as F
+    from downscale.evaluate.indices import is_subdaily
 
     made = []
     for var, truth in pred.truth.items():
@@ -184,6 +202,14 @@ def _figures(
             ("psd", "radially averaged power spectra", partial(F.psd_curves, truth, fields, f"{where}: spectra")),
             ("qq", "quantile-quantile plot up to P99.9", partial(F.qq_extremes, truth, fields, f"{where}: quantiles")),
         ]
+        if is_subdaily(truth):
+            todo.append(
+                (
+                    "diurnal_cycle",
+                    "mean diurnal cycle (UTC hour of day) over the domain",
+                    partial(F.diurnal_curves, truth, fields, f"{where}: mean diurnal cycle"),
+                )
+            )
         if var in pred.ensemble and pred.matched:
             todo.append(
                 (
@@ -370,7 +396,10 @@ def evaluate(
                 units = {v: get_spec(v).human_units for v in pred.truth}
                 bar.update(task, description=f"{step}: scoring")
                 t = time.perf_counter()
-                scored = _score(calls, spec.name, test, pred, ref, units)
+                skips: list[str] = []
+                scored = _score(calls, spec.name, test, pred, ref, units, skips)
+                for text in skips:
+                    note(text)
                 rows += scored
                 logger.info("%s: %d scores computed in %.1f s", where, len(scored), time.perf_counter() - t)
                 if config.figures:

@@ -24,12 +24,21 @@ from typing import Any, Literal, TypeAlias, overload
 import numpy as np
 import xarray as xr
 
+from downscale.data.calendar import time_values
+
 __all__ = [
     "Field",
     "Mask",
     "bias",
+    "circular_hour_difference",
     "climate_change_signal",
     "climate_change_signal_error",
+    "diurnal_amplitude",
+    "diurnal_amplitude_abs_bias",
+    "diurnal_cycle",
+    "diurnal_phase",
+    "diurnal_phase_error",
+    "hour_of_day",
     "p99_abs_bias",
     "quantile_bias",
     "radial_psd",
@@ -379,3 +388,148 @@ def temporal_correlation(
     if not spatial_mean:
         return _cell_field(r, tda, "temporal_correlation", "1")
     return _nanmean(r)
+
+
+# --------------------------------------------------------------------------- diurnal cycle (sub-daily fields)
+#: hours in a day: the period of every phase
+HOURS_PER_DAY = 24.0
+
+
+def hour_of_day(time: Any) -> np.ndarray:
+    """The UTC hour (0..23, int64) of each time stamp: cftime dates (any calendar) or numpy datetime64.
+
+    The hour is the stamp's hour, minutes dropped (an hourly mean stamped 13:30 counts as hour 13)."""
+    values = time_values(time)
+    if values.size == 0:
+        return np.zeros(0, np.int64)
+    if np.issubdtype(values.dtype, np.datetime64):
+        return (values.astype("datetime64[h]").astype(np.int64) % 24).astype(np.int64)
+    return np.fromiter((t.hour for t in values), np.int64, count=values.size)
+
+
+def _hours_of(da: Field, hours: np.ndarray | None, dim: str) -> np.ndarray:
+    if hours is not None:
+        return np.asarray(hours, np.int64).reshape(-1) % 24
+    if isinstance(da, xr.DataArray) and dim in da.coords:
+        return hour_of_day(da[dim])
+    raise ValueError(f"a diurnal cycle needs time stamps: a DataArray with a '{dim}' coordinate, or hours=")
+
+
+def diurnal_cycle(da: Field, mask: Mask = None, *, hours: np.ndarray | None = None, dim: str = "time") -> xr.DataArray:
+    """``(hour, y, x)``: the mean of each cell by UTC hour of day (:func:`hour_of_day`), over its valid steps.
+
+    The ``hour`` coordinate lists the hours present.  ``hours`` gives the hour of each step of a numpy field.
+    Raises ValueError when the steps fall on fewer than two hours of day (daily data have no diurnal cycle)."""
+    a, ada = _single(da, mask, dim)
+    h = _hours_of(da, hours, dim)
+    if h.size != a.shape[0]:
+        raise ValueError(f"{h.size} hours for {a.shape[0]} time steps")
+    present = np.unique(h)
+    if present.size < 2:
+        raise ValueError(
+            f"a diurnal cycle needs sub-daily data: every step is at hour {present.tolist()} of the day"
+            if present.size
+            else "a diurnal cycle needs sub-daily data: no time step"
+        )
+    curve = np.stack([_quiet(np.nanmean, a[h == k], axis=0) for k in present])
+    if ada is None:
+        return xr.DataArray(
+            curve, dims=("hour", "y", "x")[-curve.ndim :], coords={"hour": present}, name="diurnal_cycle"
+        )
+    spatial = ada.dims[1:]
+    coords: dict[Any, Any] = {k: v for k, v in ada.coords.items() if set(v.dims) <= set(spatial)}
+    coords["hour"] = present
+    attrs = {"units": _units(da)} if _units(da) else {}
+    return xr.DataArray(curve, dims=("hour", *spatial), coords=coords, name="diurnal_cycle", attrs=attrs)
+
+
+def diurnal_amplitude(cycle: xr.DataArray) -> xr.DataArray:
+    """``(y, x)``: max minus min of a mean diurnal curve (:func:`diurnal_cycle`), in its units; NaN where a
+    cell has no valid hour."""
+    c = np.asarray(cycle.transpose("hour", ...).values, np.float64)
+    amp = _quiet(np.nanmax, c, axis=0) - _quiet(np.nanmin, c, axis=0)
+    return cycle.isel(hour=0, drop=True).copy(data=amp).rename("diurnal_amplitude")
+
+
+def diurnal_phase(cycle: xr.DataArray, *, method: str = "max") -> xr.DataArray:
+    """``(y, x)``: the hour (UTC, 0..24) of the maximum of a mean diurnal curve (:func:`diurnal_cycle`).
+
+    ``method="max"``: the hour of the largest mean (resolution: the step); ``"harmonic"``: the peak hour of the
+    curve's first harmonic (24 h period), continuous, for evenly spaced hours.  NaN where a cell has no valid
+    hour or a flat curve (no maximum to place)."""
+    if method not in ("max", "harmonic"):
+        raise ValueError(f"method must be 'max' or 'harmonic', not {method!r}")
+    c = np.asarray(cycle.transpose("hour", ...).values, np.float64)
+    h = np.asarray(cycle["hour"].values, np.float64)
+    finite = np.isfinite(c)
+    level = _quiet(np.nanmean, c, axis=0)
+    amp = _quiet(np.nanmax, c, axis=0) - _quiet(np.nanmin, c, axis=0)
+    flat = ~(amp > 1e-12 * np.maximum(np.abs(level), 1.0))
+    if method == "max":
+        i = np.argmax(np.where(finite, c, -np.inf), axis=0)
+        phase = h[i].astype(np.float64)
+    else:
+        w = 2.0 * np.pi * h / HOURS_PER_DAY
+        anom = np.where(finite, c - level, 0.0)
+        shape = (-1,) + (1,) * (c.ndim - 1)
+        s = np.sum(anom * np.sin(w).reshape(shape), axis=0)
+        co = np.sum(anom * np.cos(w).reshape(shape), axis=0)
+        phase = (np.arctan2(s, co) * HOURS_PER_DAY / (2.0 * np.pi)) % HOURS_PER_DAY
+    phase = np.where(finite.any(axis=0) & ~flat, phase, np.nan)
+    out = cycle.isel(hour=0, drop=True).copy(data=phase).rename("diurnal_phase")
+    out.attrs = {"units": "h"}
+    return out
+
+
+def circular_hour_difference(a: Any, b: Any, *, period: float = HOURS_PER_DAY) -> Any:
+    """``|a - b|`` of two hours of day, the short way round the clock (0..12 h): 23 h vs 1 h is 2 h."""
+    d = np.mod(np.asarray(a, np.float64) - np.asarray(b, np.float64), period)
+    return np.minimum(d, period - d)
+
+
+def _diurnal_pair(
+    pred: Field, truth: Field, mask: Mask, hours: np.ndarray | None, dim: str
+) -> tuple[xr.DataArray, xr.DataArray, np.ndarray]:
+    """The diurnal cycles of pred and truth and the valid cells ``(y, x)``: the truth finite at every step and
+    ``mask`` True (a ``(y, x)`` mask, or ``(time, y, x)`` then True at every step).  Days need not match."""
+    t, _ = _as_array(truth, dim)
+    valid = np.all(
+        np.isfinite(t) & _mask_array(mask, t.shape, dim if isinstance(truth, xr.DataArray) else "time"), axis=0
+    )
+    cp = diurnal_cycle(pred, hours=hours, dim=dim)
+    ct = diurnal_cycle(truth, hours=hours, dim=dim)
+    if cp.shape[1:] != ct.shape[1:]:
+        raise ValueError(f"pred and truth differ in grid shape: {cp.shape[1:]} vs {ct.shape[1:]}")
+    return cp, ct, valid
+
+
+def diurnal_amplitude_abs_bias(
+    pred: Field, truth: Field, mask: Mask = None, *, hours: np.ndarray | None = None, dim: str = "time"
+) -> float:
+    """Spatial mean over valid cells of ``|A(pred) - A(truth)|``, ``A`` the amplitude (max - min) of the cell's
+    mean diurnal curve.  In the units of the inputs; a cell counts where the truth is valid at every step."""
+    cp, ct, valid = _diurnal_pair(pred, truth, mask, hours, dim)
+    d = np.asarray(diurnal_amplitude(cp).values) - np.asarray(diurnal_amplitude(ct).values)
+    return _nanmean(np.abs(np.where(valid, d, np.nan)))
+
+
+def diurnal_phase_error(
+    pred: Field,
+    truth: Field,
+    mask: Mask = None,
+    *,
+    method: str = "max",
+    hours: np.ndarray | None = None,
+    dim: str = "time",
+) -> float:
+    """Spatial mean over valid cells of the circular distance (hours, 0..12, wrapping at 24) between the hours
+    of the maximum of the mean diurnal curves of pred and truth (:func:`diurnal_phase`, ``method``).
+
+    A cell counts where the truth is valid at every step and its curve is not flat; a flat pred curve (no
+    cycle at all) scores the worst error, 12 h; a cell where pred has no valid value drops out."""
+    cp, ct, valid = _diurnal_pair(pred, truth, mask, hours, dim)
+    pp = np.asarray(diurnal_phase(cp, method=method).values)
+    pt = np.asarray(diurnal_phase(ct, method=method).values)
+    has_pred = np.isfinite(np.asarray(cp.values)).any(axis=0)
+    err = np.where(np.isfinite(pp), circular_hour_difference(pp, pt), np.where(has_pred, HOURS_PER_DAY / 2, np.nan))
+    return _nanmean(np.where(valid & np.isfinite(pt), err, np.nan))
