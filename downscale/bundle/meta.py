@@ -128,6 +128,8 @@ class BundleMeta(_Meta):
     loss: dict[str, Any] = Field(default_factory=dict)  # Criterion.describe(), for people
     regrid: str = "bilinear"  # method for inputs on another grid than the coarse one (the recipe's data.regrid)
     upscale: str = "area_mean"  # perfect model: how the targets were upscaled to the predictors (data.upscale)
+    frequency: str = "day"  # of the training data and of the inputs apply takes (format 1 bundles: daily)
+    pairing: dict[str, Any] | None = None  # how predictors and targets were paired in time (PairedData.pairing)
     apply: ApplySection = Field(default_factory=ApplySection)  # defaults of `downscale apply`
     postprocess: PostprocessMeta = Field(default_factory=PostprocessMeta)
     training: TrainingMeta = Field(default_factory=TrainingMeta)

@@ -38,10 +38,14 @@ __all__ = [
     "day_of_year_features",
     "days_in_year",
     "format_date",
+    "format_stamp",
+    "month_keys",
     "normalise_calendar",
     "season_months",
     "season_year",
+    "seconds_of_day",
     "select_period",
+    "stamp_keys",
     "time_bounds",
     "time_step_seconds",
     "time_values",
@@ -61,7 +65,8 @@ _KNOWN = {"standard", "proleptic_gregorian", "julian", "noleap", "all_leap", "36
 # Calendars that agree on every date after 1582-10-15.
 _GREGORIAN_LIKE = {"standard", "proleptic_gregorian"}
 _INITIALS = "JFMAMJJASOND" * 2
-_DATE_RE = re.compile(r"^(-?\d{1,4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?$")
+_DATE_RE = re.compile(r"^(-?\d{1,4})-(\d{1,2})-(\d{1,2})(?:[T ](.*))?$")
+_CLOCK_RE = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d*)?)?Z?$")
 
 #: A time axis as the functions here take it: data with a ``time`` coordinate, the time coordinate itself, a
 #: (CFTime)Index, an array or sequence of dates, or one date.  A cftime date has no type information, so to the
@@ -182,6 +187,34 @@ def date_keys(time: TimeLike) -> np.ndarray:
     return years * 10000 + months * 100 + days
 
 
+def month_keys(time: TimeLike) -> np.ndarray:
+    """``yyyymm`` int64 keys of each time step (day and time of day ignored), for pairing by calendar month."""
+    years, months, _ = _ymd(time_values(time))
+    return years * 100 + months
+
+
+def seconds_of_day(time: TimeLike) -> np.ndarray:
+    """Seconds since 00:00 of each time step (float64), from the stamp itself: any calendar, cftime or datetime64."""
+    values = time_values(time)
+    if values.size == 0:
+        return np.zeros(0, np.float64)
+    if np.issubdtype(values.dtype, np.datetime64):
+        ns = values.astype("datetime64[ns]")
+        return (ns - ns.astype("datetime64[D]")).astype("timedelta64[ns]").astype(np.float64) / 1e9
+    return np.fromiter(
+        (t.hour * 3600.0 + t.minute * 60.0 + t.second + getattr(t, "microsecond", 0) / 1e6 for t in values),
+        np.float64,
+        count=values.size,
+    )
+
+
+def stamp_keys(time: TimeLike) -> np.ndarray:
+    """Int64 keys ``yyyymmdd * 86400 + second of the day`` of each time step: equal exactly when two stamps are
+    equal (to the second) in one calendar, ordered like the stamps; for pairing sub-daily data on exact stamps."""
+    values = time_values(time)
+    return date_keys(values) * 86400 + np.round(seconds_of_day(values)).astype(np.int64)
+
+
 @lru_cache(maxsize=4096)
 def days_in_year(year: int, calendar: str) -> int:
     """Number of days of ``year`` in ``calendar`` (normalised name)."""
@@ -250,7 +283,8 @@ class Period:
     ``years=(1983, 1997)`` is inclusive, in season years (DJF 1983 starts in December 1982).
     ``season`` is DJF, MAM, JJA, SON, ANN or consecutive month initials (``NDJFM``);
     ``months`` is an explicit month tuple in season order (``(12, 1, 2)``), an alternative to
-    ``season``.  ``start``/``end`` are ``YYYY-MM-DD`` dates, inclusive, combinable with a season.
+    ``season``.  ``start``/``end`` are ``YYYY-MM-DD`` dates, inclusive (the whole end day), or time stamps
+    ``YYYY-MM-DDTHH:MM`` (inclusive, to the minute), combinable with a season.
     """
 
     years: tuple[int, int] | None = None
@@ -284,11 +318,12 @@ class Period:
             value = getattr(self, field)
             if value is not None:
                 _parse_date(str(value))
+                _parse_clock(str(value))
                 object.__setattr__(self, field, str(value))
         if (
             self.start is not None
             and self.end is not None
-            and _key(_parse_date(self.start)) > _key(_parse_date(self.end))
+            and _bound(self.start, end=False) > _bound(self.end, end=True)
         ):
             raise CalendarError("start is after end", found=f"{self.start} > {self.end}", fix="swap start and end")
 
@@ -319,12 +354,45 @@ class Period:
 def _parse_date(text: str) -> tuple[int, int, int]:
     match = _DATE_RE.match(text.strip())
     if match is None:
-        raise CalendarError(f"cannot parse date '{text}'", expected="YYYY-MM-DD", fix="write dates as 1983-12-01")
+        raise CalendarError(
+            f"cannot parse date '{text}'",
+            expected="YYYY-MM-DD or YYYY-MM-DDTHH:MM",
+            fix="write dates as 1983-12-01 or time stamps as 1983-12-01T06:00",
+        )
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def _parse_clock(text: str) -> int | None:
+    """Seconds since 00:00 of the time of day of ``text`` (``YYYY-MM-DDTHH:MM[:SS]``), or None for a date only."""
+    match = _DATE_RE.match(text.strip())
+    clock = match.group(4) if match is not None else None
+    if clock is None or not clock.strip():
+        return None
+    hms = _CLOCK_RE.match(clock.strip())
+    if hms is None:
+        raise CalendarError(
+            f"cannot parse the time of day of '{text}'",
+            expected="YYYY-MM-DDTHH:MM",
+            fix="write time stamps as 1983-12-01T06:00 (UTC)",
+        )
+    hour, minute, second = int(hms.group(1)), int(hms.group(2)), int(hms.group(3) or 0)
+    if hour > 23 or minute > 59 or second > 59:
+        raise CalendarError(
+            f"'{text}' is not a time of day", expected="HH:MM from 00:00 to 23:59", fix="e.g. 1983-12-01T18:00"
+        )
+    return hour * 3600 + minute * 60 + second
 
 
 def _key(ymd: tuple[int, int, int]) -> int:
     return ymd[0] * 10000 + ymd[1] * 100 + ymd[2]
+
+
+def _bound(text: str, *, end: bool) -> int:
+    """The :func:`stamp_keys` key of a period bound: a date-only start is its 00:00, a date-only end its last second."""
+    clock = _parse_clock(text)
+    if clock is None:
+        clock = 86399 if end else 0
+    return _key(_parse_date(text)) * 86400 + clock
 
 
 def _last_day(year: int, month: int, calendar: str) -> int:
@@ -392,10 +460,18 @@ def select_period(da: _XarrayT, period: Period, file: str | PathLike | None = No
         syear = years + _wrap_shift(sel_months, months)
         keep &= (syear >= period.years[0]) & (syear <= period.years[1])
     keys = years * 10000 + months * 100 + days
-    if period.start is not None:
-        keep &= keys >= _key(_parse_date(period.start))
-    if period.end is not None:
-        keep &= keys <= _key(_parse_date(period.end))
+    stamps: np.ndarray | None = None
+    for bound, is_end in ((period.start, False), (period.end, True)):
+        if bound is None:
+            continue
+        if _parse_clock(bound) is None:  # a date: the whole day, compared by calendar day
+            day = _key(_parse_date(bound))
+            keep &= (keys <= day) if is_end else (keys >= day)
+        else:  # a time stamp: compared to the second, inclusive
+            if stamps is None:
+                stamps = keys * 86400 + np.round(seconds_of_day(values)).astype(np.int64)
+            key = _bound(bound, end=is_end)
+            keep &= (stamps <= key) if is_end else (stamps >= key)
     if not keep.any():
         found = (
             f"data from {format_date(values[0])} to {format_date(values[-1])} ({values.size} time steps)"
@@ -421,6 +497,18 @@ def format_date(t: Any, *, compact: bool = False) -> str:  # Any: a cftime date 
     except AttributeError:
         text = str(np.datetime_as_string(t, unit="D")) if isinstance(t, np.datetime64) else str(t)[:10]
     return text.replace("-", "") if compact else text
+
+
+def format_stamp(t: Any) -> str:  # Any: a cftime date (untyped) or datetime64
+    """``YYYY-MM-DD HH:MM`` (``:SS`` added when not zero) of a cftime date, numpy datetime64 or pandas Timestamp."""
+    if isinstance(t, np.datetime64):
+        text = str(np.datetime_as_string(t, unit="s")).replace("T", " ")
+        return text[:-3] if text.endswith(":00") else text
+    try:
+        text = f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}"
+        return text + (f":{t.second:02d}" if t.second else "")
+    except AttributeError:
+        return str(t)
 
 
 def time_bounds(ds: xr.Dataset) -> xr.DataArray | None:

@@ -5,6 +5,8 @@ per time step.  They are scaled by fixed physical rules, not by statistics of
 the training period, so that a model trained on the past can be fed 2100:
 
 - ``season``: cos and sin of the day of year (any calendar);
+- ``time_of_day``: cos and sin of the hour of the day (UTC, from the time stamp: any calendar, cftime or
+  datetime64), for sub-daily data (constant on daily data: every step at the same time of day);
 - ``ghg``: log(CO2-equivalent / 280 ppm), from the CMIP5 RCP concentration table
   shipped with the package (Meinshausen et al. 2011), by scenario.
 """
@@ -44,6 +46,14 @@ def _season(time: TimeLike, scenario: str) -> np.ndarray:
     from downscale.data.calendar import day_of_year_features
 
     return day_of_year_features(time)
+
+
+def _time_of_day(time: TimeLike, scenario: str) -> np.ndarray:
+    """``[T, 2]``: cos and sin of ``2π * (seconds since 00:00 UTC) / 86400`` of each stamp."""
+    from downscale.data.calendar import seconds_of_day
+
+    angle = 2.0 * np.pi * seconds_of_day(time) / 86400.0
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1).astype(np.float32)
 
 
 @lru_cache(maxsize=1)
@@ -89,6 +99,7 @@ def _ghg(time: TimeLike, scenario: str) -> np.ndarray:
 
 
 FORCINGS.register("season")(Forcing(("season_cos", "season_sin"), _season))
+FORCINGS.register("time_of_day")(Forcing(("time_of_day_cos", "time_of_day_sin"), _time_of_day))
 FORCINGS.register("ghg")(Forcing(("log_co2eq",), _ghg))
 
 

@@ -19,7 +19,14 @@ from typing import cast
 import numpy as np
 import xarray as xr
 
-from downscale.data.calendar import TimeLike, calendar_of, format_date, time_step_seconds, time_values
+from downscale.data.calendar import (
+    TimeLike,
+    calendar_of,
+    format_date,
+    format_stamp,
+    time_step_seconds,
+    time_values,
+)
 from downscale.data.units import Conversion, to_canonical
 from downscale.data.variables import VARIABLES, parse_level_name
 from downscale.errors import (
@@ -33,10 +40,14 @@ from downscale.errors import (
 __all__ = [
     "TIME_CHUNK",
     "check_daily",
+    "check_file_frequency",
     "check_finite",
+    "check_frequency",
     "expand_inputs",
     "find_variable",
+    "frequency_attribute",
     "infer_frequency",
+    "is_subdaily",
     "open_dataset",
     "open_variable",
 ]
@@ -273,6 +284,7 @@ def open_variable(
     conversions: list[Conversion] = []
     misses: list[MissingVariableError] = []
     seen: dict[str, None] = {}
+    declared: dict[str, str | None] = {}
     for path in files:
         ds = open_dataset(path)
         try:
@@ -281,6 +293,10 @@ def open_variable(
             misses.append(exc)
             seen.update(dict.fromkeys(_var_descriptions(ds)))
             continue
+        if "time" in da.dims:
+            declared.setdefault(str(path), frequency_attribute(ds.attrs.get("frequency")))
+            check_file_frequency(da["time"], ds.attrs.get("frequency"), file=path)
+            _check_unique_stamps(da["time"], file=path, name=name)
         if canonical:
             da, conv = to_canonical(
                 da, name, file=path, time_bounds=_time_bounds(ds), frequency=ds.attrs.get("frequency")
@@ -323,7 +339,26 @@ def open_variable(
     out = out.rename(name)
     out.attrs = dict(first.attrs)
     out.attrs["source_files"] = [str(p) for p, _ in pieces]
+    if declared.get(str(first_path)) is not None and "time" in out.dims:
+        out.attrs["source_frequency"] = declared[str(first_path)]  # for a field of one step (no step to infer)
     return out, conversions
+
+
+def _check_unique_stamps(time: xr.DataArray, *, file: str | PathLike, name: str) -> None:
+    """Two steps of one file at the same time stamp: an error naming both, never a silent choice."""
+    values = time_values(time)
+    if values.size < 2:
+        return
+    order = np.argsort(values, kind="stable")
+    same = np.flatnonzero(values[order][1:] == values[order][:-1])
+    if same.size:
+        i, j = sorted((int(order[same[0]]), int(order[same[0] + 1])))
+        raise DataError(
+            f"{same.size} duplicate time stamp(s): steps {i} and {j} are both at {format_stamp(values[i])}",
+            file=file,
+            variable=name,
+            fix="remove the duplicated steps from the file (e.g. ds.drop_duplicates('time'))",
+        )
 
 
 def _concat_time(pieces: list[tuple[Path, xr.DataArray]], name: str) -> xr.DataArray:
@@ -424,18 +459,93 @@ def infer_frequency(time: TimeLike) -> str:
     return f"{step:g}s"
 
 
-def check_daily(time: TimeLike, *, file: str | PathLike | None = None, frequency: str | None = None) -> None:
-    """Raise DataError unless ``time`` is a daily axis (gaps allowed: DJF-only data is fine)."""
+#: CMIP frequencies this package knows how to pair and check, and their words.
+FREQUENCY_WORDS = {
+    "30min": "half-hourly",
+    "1hr": "hourly",
+    "3hr": "3-hourly",
+    "6hr": "6-hourly",
+    "12hr": "12-hourly",
+    "day": "daily",
+    "mon": "monthly",
+    "yr": "yearly",
+}
+_RESAMPLE = {"30min": "30min", "1hr": "1h", "3hr": "3h", "6hr": "6h", "12hr": "12h", "day": "1D", "mon": "MS"}
+
+
+def frequency_attribute(value: object) -> str | None:
+    """The CMIP ``frequency`` attribute normalised to one of :data:`FREQUENCY_WORDS` (``6hrPt`` -> ``6hr``), or
+    None when absent or not a frequency of time steps (``fx``, climatologies such as ``monC`` or ``1hrCM``)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.endswith("Pt"):
+        text = text[:-2]
+    return text if text in FREQUENCY_WORDS else None
+
+
+def is_subdaily(frequency: str) -> bool:
+    """Whether ``frequency`` (a label of :func:`infer_frequency`) is a step shorter than a day."""
+    if frequency in ("day", "mon", "yr"):
+        return False
+    if frequency in FREQUENCY_WORDS:
+        return True
+    return frequency.endswith("s") and frequency[:-1].replace(".", "", 1).isdigit() and float(frequency[:-1]) < 86400
+
+
+def check_file_frequency(time: TimeLike, attribute: object, *, file: str | PathLike | None = None) -> str | None:
+    """The frequency of the time axis of one file, checked against its ``frequency`` attribute where present.
+
+    Returns the inferred frequency (the attribute's for a file of one step; None when neither tells).  A
+    disagreement is a one-line :class:`DataError` naming the file.
+    """
+    declared = frequency_attribute(attribute)
     try:
         found = infer_frequency(time)
     except DataError:
-        found = str(frequency or "day")  # a single time step: trust the frequency attribute
-    if found != "day":
-        words = {"mon": "monthly", "yr": "yearly", "6hr": "6-hourly", "3hr": "3-hourly", "1hr": "hourly"}
+        return declared  # a single time step: trust the attribute
+    if declared is not None and declared != found:
         raise DataError(
-            f"inputs are {words.get(found, found)} ({found}); the emulator downscales daily fields",
+            f"the frequency attribute says '{attribute}' but the time steps are {found} apart",
+            file=file,
+            found=f"steps of {found}",
+            expected=declared,
+            fix="correct the file's global 'frequency' attribute, or check its time axis (missing or extra steps?)",
+        )
+    return found
+
+
+def check_frequency(
+    time: TimeLike, expected: str, *, file: str | PathLike | None = None, frequency: str | None = None
+) -> None:
+    """Raise DataError unless ``time`` has steps of ``expected`` (gaps allowed: DJF-only data is fine).
+
+    ``frequency``: the file's ``frequency`` attribute, used when the axis has a single step.
+    """
+    try:
+        found = infer_frequency(time)
+    except DataError:
+        found = frequency_attribute(frequency) or str(frequency or expected)  # a single step: trust the attribute
+    if found != expected:
+        words = FREQUENCY_WORDS
+        want = words.get(expected, expected)
+        how = _RESAMPLE.get(expected)
+        if is_subdaily(found) and not is_subdaily(expected) and how:
+            fix = (
+                f"give {want} files (CMIP table '{expected}'), or aggregate the {words.get(found, found)} data to "
+                f"{want} means first (e.g. ds.resample(time='{how}').mean())"
+            )
+        else:
+            fix = f"give {want} files (CMIP table '{expected}'), as the emulator was trained on"
+        raise DataError(
+            f"inputs are {words.get(found, found)} ({found}); the emulator downscales {want} fields",
             file=file,
             found=f"frequency {found}",
-            expected="day",
-            fix="give daily files (CMIP table 'day'), or aggregate sub-daily data to daily means first",
+            expected=expected,
+            fix=fix,
         )
+
+
+def check_daily(time: TimeLike, *, file: str | PathLike | None = None, frequency: str | None = None) -> None:
+    """Raise DataError unless ``time`` is a daily axis (gaps allowed: DJF-only data is fine)."""
+    check_frequency(time, "day", file=file, frequency=frequency)

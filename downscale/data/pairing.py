@@ -1,10 +1,17 @@
 """Pairing predictors with targets, for both training frameworks.
 
 - ``emulator``: GCM or reanalysis predictors, regridded onto the emulator's
-  coarse grid, paired by calendar date with RCM or observed targets.
+  coarse grid, paired in time with RCM or observed targets.
 - ``perfect_model``: RCM targets plus their own fields upscaled onto the coarse
   grid (RCMu), e.g. by the area mean of the fine cells whose centres fall
   inside each coarse cell.
+
+Pairing in time (:class:`Matching`): every field's frequency is inferred from its steps (and checked against
+its ``frequency`` attribute); predictors and targets must have the same one.  Sub-daily data (``1hr``,
+``3hr``, ``6hr``...) pair on exact time stamps; daily data by calendar day, whatever the time of day of the
+stamps (00:00 pairs with 12:00 of the same day: the tolerance is recorded); monthly data by calendar month.
+Two steps of one field on one key (two stamps of one day in daily data, a duplicated stamp), or sub-daily
+stamps offset from each other, are one-line errors, never a silent choice.
 
 The result, :class:`PairedData`, is lazy (dask) and in canonical units.  The
 train/validation/test split comes from the recipe's periods.
@@ -18,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from downscale.errors import CalendarError, GridMismatchError, RecipeError
+from downscale.errors import CalendarError, DataError, GridMismatchError, RecipeError
 
 if TYPE_CHECKING:
     from downscale.data.grids import Grid
     from downscale.recipe import PeriodSpec, Recipe
 
-__all__ = ["PairedData", "build_pairs", "stack_channels"]
+__all__ = ["Matching", "PairedData", "build_pairs", "stack_channels"]
 
 
 @dataclass
@@ -42,6 +49,14 @@ class PairedData:
     files: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
     target_file: str | None = None
+    frequency: str = "day"  # of predictors and targets alike (infer_frequency's labels: 1hr, 6hr, day, mon...)
+    matching: str = "calendar day"  # how the steps were paired, e.g. "exact time stamps, 1hr"
+    matched_steps: int = 0  # time steps paired (after every field's coverage was intersected)
+
+    @property
+    def pairing(self) -> dict[str, Any]:
+        """The record of the pairing in time, as the bundle stores it."""
+        return {"frequency": self.frequency, "matching": self.matching, "matched_steps": self.matched_steps}
 
     @property
     def predictors(self) -> list[str]:
@@ -140,21 +155,211 @@ def _check_on_grid(fields: dict[str, xr.DataArray], grid: Grid, role: str) -> No
             )
 
 
-def _align_times(fields: dict[str, xr.DataArray], reference: xr.DataArray) -> dict[str, xr.DataArray]:
-    """Select, in every field, the calendar days of ``reference``; refuse other calendars."""
-    from downscale.data.calendar import check_same_calendar, date_keys
+def _words(frequency: str) -> str:
+    from downscale.data.io import FREQUENCY_WORDS
 
-    ref_keys = date_keys(reference["time"])
+    return FREQUENCY_WORDS.get(frequency, frequency)
+
+
+def _clock(seconds: float) -> str:
+    s = round(seconds) % 86400
+    text = f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+    return text + (f":{s % 60:02d}" if s % 60 else "")
+
+
+@dataclass
+class Matching:
+    """How time steps of several fields are paired: by exact stamp (sub-daily), calendar day or calendar month.
+
+    :meth:`keys` gives each step of a field its pairing key, refusing two steps of one field on one key;
+    :meth:`describe` says what was matched (``"exact time stamps, 1hr"``, ``"calendar day, stamps 00:00 vs
+    12:00 within 1 day"``) once :meth:`note` has seen the stamps of every field.
+    """
+
+    frequency: str
+    clocks: dict[str, set[int]] = field(default_factory=dict)  # role -> seconds of the day of its stamps
+
+    @property
+    def how(self) -> str:
+        from downscale.data.io import is_subdaily
+
+        if self.frequency == "mon":
+            return "calendar month"
+        if self.frequency == "yr":
+            return "calendar year"
+        if is_subdaily(self.frequency) or self.frequency != "day":
+            return "exact time stamps"
+        return "calendar day"
+
+    def keys(self, da: xr.DataArray, name: str) -> np.ndarray:
+        from downscale.data.calendar import date_keys, format_stamp, month_keys, stamp_keys, time_values
+
+        values = time_values(da["time"])
+        how = self.how
+        if how == "calendar day":
+            keys = date_keys(values)
+        elif how == "calendar month":
+            keys = month_keys(values)
+        elif how == "calendar year":
+            keys = month_keys(values) // 100
+        else:
+            keys = stamp_keys(values)
+        if keys.size > 1:
+            order = np.argsort(keys, kind="stable")
+            same = np.flatnonzero(keys[order][1:] == keys[order][:-1])
+            if same.size:
+                i, j = sorted((int(order[same[0]]), int(order[same[0] + 1])))
+                a, b = format_stamp(values[i]), format_stamp(values[j])
+                unit = {"calendar day": "day", "calendar month": "month", "calendar year": "year"}.get(how)
+                if unit is None:
+                    msg = f"two steps at the same time stamp ({a} and {b}, steps {i} and {j})"
+                    fix = "remove the duplicated steps (e.g. ds.drop_duplicates('time'))"
+                else:
+                    msg = f"two steps fall in the same {unit} of {_words(self.frequency)} data ({a} and {b})"
+                    fix = (
+                        f"give one step per {unit}: remove the extra steps, or, if the data are sub-daily, "
+                        "set the file's 'frequency' attribute and pair them on exact time stamps"
+                    )
+                raise CalendarError(msg, file=_first_file(da), variable=name, fix=fix)
+        return keys
+
+    def note(self, role: str, da: xr.DataArray) -> None:
+        """Remember the times of day of a field's stamps (for the description of a calendar-day matching)."""
+        from downscale.data.calendar import seconds_of_day
+
+        clocks = {round(float(c)) for c in np.unique(seconds_of_day(da["time"]))}
+        self.clocks.setdefault(role, set()).update(clocks)
+
+    def describe(self) -> str:
+        how = self.how
+        if how == "exact time stamps":
+            return f"exact time stamps, {self.frequency}"
+        sides = [
+            ", ".join(_clock(c) for c in sorted(cl)[:3]) + (" ..." if len(cl) > 3 else "")
+            for cl in self.clocks.values()
+            if cl
+        ]
+        unit = {"calendar day": "1 day", "calendar month": "1 month", "calendar year": "1 year"}[how]
+        if not sides:
+            return f"{how} within {unit}"
+        stamps = " vs ".join(sides if len(sides) > 1 else [*sides, sides[0]])
+        return f"{how}, stamps {stamps} within {unit}"
+
+    def check_offset(self, a: xr.DataArray, b: xr.DataArray, a_name: str, b_name: str) -> None:
+        """Sub-daily: stamps of ``a`` and ``b`` at different times of the step (e.g. 00:00 vs 00:30) never pair."""
+        from downscale.data.calendar import format_stamp, seconds_of_day, stamp_keys, time_step_seconds, time_values
+
+        if self.how != "exact time stamps" or a.sizes["time"] < 1 or b.sizes["time"] < 1:
+            return
+        try:
+            step = time_step_seconds(a["time"] if a.sizes["time"] > 1 else b["time"])
+        except DataError:
+            return
+        pa = np.round(np.mod(seconds_of_day(a["time"]), step)).astype(np.int64)
+        pb = np.round(np.mod(seconds_of_day(b["time"]), step)).astype(np.int64)
+        if set(pa.tolist()) & set(pb.tolist()):
+            return
+        ta, tb = time_values(a["time"]), time_values(b["time"])
+        i = int(np.argmin(np.abs(stamp_keys(tb) - stamp_keys(ta[:1])[0])))
+        offset = int(pb[i] - pa[0]) % int(step)
+        raise CalendarError(
+            f"time stamps are offset by {_clock(offset)} (hh:mm) from those of {_first_file(b) or b_name}: "
+            f"{format_stamp(ta[0])} here, {format_stamp(tb[i])} there, so no {_words(self.frequency)} step pairs",
+            file=_first_file(a),
+            variable=a_name,
+            fix=(
+                "give fields whose steps are stamped at the same times (shift one time axis, e.g. "
+                f"ds['time'] = ds.time - pd.Timedelta('{_clock(offset)}:00'), only if both describe the same interval)"
+            ),
+        )
+
+
+def _frequency_of(da: xr.DataArray, name: str) -> str | None:
+    from downscale.data.io import check_file_frequency
+
+    return check_file_frequency(da["time"], da.attrs.get("source_frequency"), file=_first_file(da))
+
+
+def _same_frequency(fields: dict[str, xr.DataArray], role: str) -> tuple[str | None, str | None]:
+    """The frequency shared by ``fields`` (and the name of its first field); an error when they differ."""
+    found: str | None = None
+    first: str | None = None
+    for name, da in fields.items():
+        freq = _frequency_of(da, name)
+        if freq is None:
+            continue
+        if found is None:
+            found, first = freq, name
+        elif freq != found:
+            assert first is not None
+            raise DataError(
+                f"{role}s of different frequencies: {name} is {_words(freq)} ({freq}), {first} {_words(found)} "
+                f"({found}) in {_first_file(fields[first])}",
+                file=_first_file(da),
+                variable=name,
+                fix=f"give every {role} at one frequency (aggregate the finer ones, e.g. with ds.resample(time=...).mean())",
+            )
+    return found, first
+
+
+def _matching(
+    targets: dict[str, xr.DataArray], predictors: dict[str, xr.DataArray], *, what: str = "predictor"
+) -> Matching:
+    """The matching of ``predictors`` with ``targets``: one frequency for all, else a one-line error."""
+    t_freq, t_name = _same_frequency(targets, "target")
+    p_freq, p_name = _same_frequency(predictors, what)
+    if t_freq is not None and p_freq is not None and t_freq != p_freq:
+        assert t_name is not None and p_name is not None
+        p_file, t_file = _first_file(predictors[p_name]), _first_file(targets[t_name])
+        coarse, fine = (p_freq, t_freq) if _seconds(p_freq) > _seconds(t_freq) else (t_freq, p_freq)
+        fine_role, other_role = ("predictors", "targets") if fine == p_freq else ("targets", "predictors")
+        rule = {"1hr": "1h", "3hr": "3h", "6hr": "6h", "12hr": "12h", "day": "1D", "mon": "MS"}.get(coarse, coarse)
+        raise CalendarError(
+            f"{what}s are {_words(p_freq)} ({p_freq}) in {p_file} but targets are {_words(t_freq)} ({t_freq}) "
+            f"in {t_file}; predictors and targets must have the same frequency",
+            file=p_file,
+            variable=p_name,
+            found=p_freq,
+            expected=t_freq,
+            fix=(
+                f"aggregate the {_words(fine)} {fine_role} to {_words(coarse)} means "
+                f"(e.g. ds.resample(time='{rule}').mean()), or give {_words(fine)} {other_role}"
+            ),
+        )
+    return Matching(t_freq or p_freq or "day")
+
+
+def _seconds(frequency: str) -> float:
+    table = {"30min": 1800.0, "1hr": 3600.0, "3hr": 10800.0, "6hr": 21600.0, "12hr": 43200.0, "day": 86400.0}
+    if frequency in table:
+        return table[frequency]
+    if frequency.endswith("s"):
+        try:
+            return float(frequency[:-1])
+        except ValueError:
+            pass
+    return 30 * 86400.0
+
+
+def _align_times(
+    fields: dict[str, xr.DataArray], reference: xr.DataArray, matching: Matching
+) -> dict[str, xr.DataArray]:
+    """Select, in every field, the steps of ``reference`` (same key); refuse other calendars and missing steps."""
+    from downscale.data.calendar import check_same_calendar
+
+    ref_keys = matching.keys(reference, str(reference.name))
     out = {}
     for name, da in fields.items():
         check_same_calendar(da["time"], reference["time"], _first_file(da), _first_file(reference))
-        keys = date_keys(da["time"])
+        matching.check_offset(da, reference, name, str(reference.name))
+        keys = matching.keys(da, name)
         pos = {k: i for i, k in enumerate(keys)}
         idx = [pos.get(k, -1) for k in ref_keys]
         if min(idx, default=0) < 0:
             missing = int(np.sum(np.array(idx) < 0))
+            unit = "days" if matching.how == "calendar day" else "time steps"
             raise CalendarError(
-                f"{missing} of the {len(ref_keys)} paired days are missing",
+                f"{missing} of the {len(ref_keys)} paired {unit} are missing",
                 file=_first_file(da),
                 variable=name,
                 fix="give predictors that cover the targets' dates",
@@ -163,19 +368,20 @@ def _align_times(fields: dict[str, xr.DataArray], reference: xr.DataArray) -> di
     return out
 
 
-def _common_days(fields: dict[str, xr.DataArray]) -> dict[str, xr.DataArray]:
-    """Restrict every field to the calendar days that all of them have."""
-    from downscale.data.calendar import check_same_calendar, date_keys
+def _common_days(fields: dict[str, xr.DataArray], matching: Matching) -> dict[str, xr.DataArray]:
+    """Restrict every field to the steps (calendar days, or exact stamps for sub-daily data) all of them have."""
+    from downscale.data.calendar import check_same_calendar
 
     names = list(fields)
     first = fields[names[0]]
-    common = set(date_keys(first["time"]).tolist())
+    common = set(matching.keys(first, names[0]).tolist())
     for name in names[1:]:
         check_same_calendar(fields[name]["time"], first["time"], _first_file(fields[name]), _first_file(first))
-        common &= set(date_keys(fields[name]["time"]).tolist())
+        matching.check_offset(fields[name], first, name, names[0])
+        common &= set(matching.keys(fields[name], name).tolist())
     out = {}
     for name, da in fields.items():
-        keys = date_keys(da["time"])
+        keys = matching.keys(da, name)
         keep = np.flatnonzero(np.isin(keys, list(common)))
         out[name] = da.isel(time=keep)
     ref = out[names[0]]["time"].values
@@ -195,7 +401,8 @@ def build_pairs(recipe: Recipe) -> PairedData:
     targets, conversions, files = _open_all(recipe, data.targets)
     fine_grid = _grid_of(next(iter(targets.values())))
     _check_on_grid(targets, fine_grid, "target")
-    targets = _common_days(targets)
+    matching, _ = _same_frequency(targets, "target")
+    targets = _common_days(targets, Matching(matching or "day"))
 
     coarse_grid: Grid | None = None
     if data.coarse_grid:
@@ -213,9 +420,12 @@ def build_pairs(recipe: Recipe) -> PairedData:
             conversions += conv
             files += more
             _check_on_grid(fine_pred, fine_grid, "target")
-            fine_pred = _align_times(fine_pred, next(iter(targets.values())))
+            match = _matching(targets, fine_pred)
+            match.note("predictors", next(iter(fine_pred.values())))
+            fine_pred = _align_times(fine_pred, next(iter(targets.values())), match)
         else:
             fine_pred = dict(targets)
+            match = _matching(targets, {})
         upscale = create_regridder(fine_grid, coarse_grid, data.upscale)
         predictors = {name: upscale(da) for name, da in fine_pred.items()}
         steps.append(f"predictors = {data.upscale} upscaling of the RCM fields onto {coarse_grid.describe()}")
@@ -235,16 +445,39 @@ def build_pairs(recipe: Recipe) -> PairedData:
                 steps.append(f"{name}: {data.regrid} regridding from {grid.describe()}")
             else:
                 predictors[name] = da
-        predictors = _common_days(predictors)
-        # keep the target days that the predictors have, then align
+        match = _matching(targets, predictors)
+        predictors = _common_days(predictors, match)
+        # keep the target steps that the predictors have, then align
         ref = next(iter(targets.values()))
-        from downscale.data.calendar import date_keys
+        first_pred = next(iter(predictors.values()))
+        match.check_offset(first_pred, ref, next(iter(predictors)), next(iter(targets)))
+        match.note("predictors", first_pred)
+        keep = np.flatnonzero(np.isin(match.keys(ref, next(iter(targets))), match.keys(first_pred, "predictors")))
+        if keep.size == 0:
+            from downscale.data.calendar import format_stamp, time_values
 
-        keep = np.flatnonzero(np.isin(date_keys(ref["time"]), date_keys(next(iter(predictors.values()))["time"])))
+            tv, pv = time_values(ref["time"]), time_values(first_pred["time"])
+            raise CalendarError(
+                "predictors and targets have no time step in common",
+                file=_first_file(first_pred),
+                found=f"predictors {format_stamp(pv[0])} to {format_stamp(pv[-1])}"
+                if pv.size
+                else "no predictor steps",
+                expected=(
+                    f"steps of {format_stamp(tv[0])} to {format_stamp(tv[-1])} in {_first_file(ref)}"
+                    if tv.size
+                    else None
+                ),
+                fix="give predictors and targets of the same period",
+            )
         targets = {n: da.isel(time=keep) for n, da in targets.items()}
-        predictors = _align_times(predictors, next(iter(targets.values())))
+        predictors = _align_times(predictors, next(iter(targets.values())), match)
 
     ref = next(iter(targets.values()))
+    match.note("targets", ref)
+    if "predictors" in match.clocks:  # targets first in the description
+        match.clocks = {"targets": match.clocks["targets"], "predictors": match.clocks["predictors"]}
+    steps.append(f"paired {ref.sizes['time']} {match.frequency} steps by {match.describe()}")
     predictors = {n: da.assign_coords(time=ref["time"].values) for n, da in predictors.items()}
     x = stack_channels(predictors, coarse_grid.dims)
     y = stack_channels(targets, fine_grid.dims)
@@ -284,4 +517,7 @@ def build_pairs(recipe: Recipe) -> PairedData:
         files=sorted(set(files)),
         steps=steps,
         target_file=_first_file(ref),
+        frequency=match.frequency,
+        matching=match.describe(),
+        matched_steps=int(ref.sizes["time"]),
     )

@@ -6,6 +6,9 @@ random inside each; when the data hold a single season (e.g. DJF only) the strat
 are its months instead, so that a k-shot winter set still has Decembers, Januaries
 and Februaries.  Winters are whole season years.  The validation days come out of
 the k-shot set (stratified the same way), never from the test period.
+
+The unit drawn is always a calendar day: with sub-daily data every step of a chosen day goes with it, into
+training or into validation, so no hour of a validation day is trained on.
 """
 
 from __future__ import annotations
@@ -86,8 +89,12 @@ def select_shots(
     from downscale.data.calendar import _ymd, date_keys, season_year, time_values
 
     candidates = np.sort(np.asarray(candidates, int))
-    values = time_values(time)[candidates]
-    _, months, _ = _ymd(values)
+    all_values = time_values(time)
+    values = all_values[candidates]
+    # the unit drawn is a calendar day: each candidate step belongs to one day (one step per day in daily data)
+    cand_keys = date_keys(values) if len(candidates) else np.array([], np.int64)
+    day_keys, first_step, day_of = np.unique(cand_keys, return_index=True, return_inverse=True)
+    _, months, _ = _ymd(values[first_step]) if len(candidates) else (None, np.array([], int), None)
     rng = np.random.default_rng(spec.seed)
     if spec.winters is not None:
         years = season_year(values, season or "DJF")
@@ -102,30 +109,32 @@ def select_shots(
         size = f"{spec.winters} winter{'s' if spec.winters != 1 else ''} ({', '.join(str(y) for y in chosen_years)})"
     else:
         assert spec.days is not None  # ShotsSpec: exactly one of days and winters
-        if spec.days > len(candidates):
+        if spec.days > len(day_keys):
             raise DataError(
-                f"shots.days = {spec.days} but the training period has {len(candidates)} days",
+                f"shots.days = {spec.days} but the training period has {len(day_keys)} days",
                 fix="lower data.shots.days or widen data.periods.train",
             )
         strata, how = _strata(months, spec.stratify)
-        pos = _stratified(rng, np.arange(len(candidates)), strata, spec.days)
-        chosen = candidates[pos]
+        pos = _stratified(rng, np.arange(len(day_keys)), strata, spec.days)
+        chosen = candidates[np.isin(day_of, pos)]  # every step of the chosen days
         size = f"{spec.days} days"
-    # validation out of the k-shot set, stratified the same way
-    n_val = round(spec.validation * len(chosen)) if len(chosen) >= 2 else 0
-    n_val = min(n_val, len(chosen) - 1) if len(chosen) else 0
-    _, cmonths, _ = _ymd(time_values(time)[chosen]) if len(chosen) else (None, np.array([], int), None)
+    # validation out of the k-shot set, by whole days, stratified the same way
+    chosen_keys = date_keys(all_values[chosen]) if len(chosen) else np.array([], np.int64)
+    c_days, c_first = np.unique(chosen_keys, return_index=True)
+    n_val = round(spec.validation * len(c_days)) if len(c_days) >= 2 else 0
+    n_val = min(n_val, len(c_days) - 1) if len(c_days) else 0
+    _, cmonths, _ = _ymd(all_values[chosen][c_first]) if len(chosen) else (None, np.array([], int), None)
     strata, how = _strata(cmonths, spec.stratify)
-    val = _stratified(np.random.default_rng((spec.seed, 1)), chosen, strata, n_val) if n_val else np.array([], int)
+    val_days = _stratified(np.random.default_rng((spec.seed, 1)), c_days, strata, n_val) if n_val else np.array([], int)
+    val = chosen[np.isin(chosen_keys, val_days)]
     train = np.setdiff1d(chosen, val)
-    keys = date_keys(time_values(time)[np.sort(chosen)]) if len(chosen) else np.array([], int)
-    val_keys = set(date_keys(time_values(time)[val]).tolist()) if len(val) else set()
+    val_keys = {int(k) for k in val_days}
     record = {
         "size": size,
         "seed": spec.seed,
         "stratified_by": how,
-        "train_days": [_iso(k) for k in keys if int(k) not in val_keys],
-        "validation_days": [_iso(k) for k in keys if int(k) in val_keys],
+        "train_days": [_iso(k) for k in c_days if int(k) not in val_keys],
+        "validation_days": [_iso(k) for k in c_days if int(k) in val_keys],
     }
     return ShotSelection(np.sort(train), np.sort(val), record)
 

@@ -325,6 +325,8 @@ def make_bundle(
         loss=loss.describe(),
         regrid=recipe.data.regrid,
         upscale=recipe.data.upscale,
+        frequency=paired.frequency,
+        pairing=paired.pairing,
         apply=recipe.apply,
         recipe=recipe.to_dict(),
         provenance=_provenance(recipe, data),
