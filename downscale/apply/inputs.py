@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from downscale.data.calendar import format_date
-from downscale.data.io import check_daily
+from downscale.data.io import check_frequency
 from downscale.errors import DataError, MissingVariableError
 
 __all__ = [
@@ -212,7 +212,8 @@ def scan(
     groups: dict[tuple[str, str, str], list[FileInfo]] = {}
     for info in infos:
         groups.setdefault(projection_key(info.attrs, info.path), []).append(info)
-    projections = [_projection(key, members, predictors) for key, members in sorted(groups.items())]
+    expected = str(getattr(getattr(emulator, "meta", None), "frequency", "day"))  # the bundle's (day without one)
+    projections = [_projection(key, members, predictors, expected) for key, members in sorted(groups.items())]
     if emulator is not None:
         by_path = {i.path: i for i in infos}
         for proj in projections:
@@ -240,7 +241,9 @@ def _validate(emu: Any, ds: xr.Dataset, da: xr.DataArray, name: str, path: Path,
     to_canonical(da, name, path, time_bounds=time_bounds(ds), frequency=ds.attrs.get("frequency"))
 
 
-def _projection(key: tuple[str, str, str], infos: list[FileInfo], predictors: Sequence[str]) -> Projection:
+def _projection(
+    key: tuple[str, str, str], infos: list[FileInfo], predictors: Sequence[str], frequency: str = "day"
+) -> Projection:
     from downscale.errors import CalendarError
 
     files: dict[str, list[FileInfo]] = {}
@@ -278,7 +281,7 @@ def _projection(key: tuple[str, str, str], infos: list[FileInfo], predictors: Se
             found="; ".join(notes),
             fix=f"give files of the same period for every predictor ({label})",
         )
-    check_daily(time, file=ref[0].path, frequency=ref[0].attrs.get("frequency"))
+    check_frequency(time, frequency, file=ref[0].path, frequency=ref[0].attrs.get("frequency"))
     periods = _periods(time, [i.times for i in ref])
     spans = {i.path: (i.times.min(), i.times.max()) for g in files.values() for i in g}
     varnames = {n: g[0].variables[n] for n, g in files.items() if all(i.variables[n] == g[0].variables[n] for i in g)}

@@ -284,6 +284,10 @@ def _template(spec: OutputSpec, emu: Any, name: str, attrs: dict[str, Any], path
     ds = ds.assign_coords(
         time=xr.Variable("time", spec.times, {"standard_name": "time", "long_name": "time", "axis": "T"})
     )
+    bounds = _subdaily_bounds(spec.times)
+    if bounds is not None:  # sub-daily outputs: each step spans one step of the frequency, centred on its stamp
+        ds["time"].attrs["bounds"] = "time_bnds"
+        ds["time_bnds"] = xr.Variable(("time", "bnds"), bounds)
     if spec.members:
         ds = ds.assign_coords(
             member=xr.Variable(
@@ -300,6 +304,8 @@ def _template(spec: OutputSpec, emu: Any, name: str, attrs: dict[str, Any], path
         "dtype": "float64",
         "_FillValue": None,
     }
+    if bounds is not None:
+        enc["time_bnds"] = {**enc["time"]}
     ds.to_netcdf(path, encoding=enc, engine="netcdf4")
     dims: list[str] = ["time", *(["member"] if spec.members else []), *map(str, grid.dims)]
     chunks: list[int] = [_time_chunk(spec, grid.shape), *([1] if spec.members else []), *map(int, grid.shape)]
@@ -327,6 +333,25 @@ def _template(spec: OutputSpec, emu: Any, name: str, attrs: dict[str, Any], path
 
 
 FILL = 1.0e20
+
+
+def _subdaily_bounds(times: np.ndarray) -> np.ndarray | None:
+    """``[T, 2]`` bounds ``stamp -/+ half a step`` of a sub-daily time axis; None for daily (or coarser) data."""
+    from downscale.data.calendar import time_step_seconds
+
+    try:
+        step = time_step_seconds(times)
+    except DataError:
+        return None
+    if step >= 86400.0:
+        return None
+    values = np.asarray(times)
+    half: Any = (
+        np.timedelta64(int(step * 500), "ms")
+        if np.issubdtype(values.dtype, np.datetime64)
+        else _dt.timedelta(seconds=step / 2.0)
+    )
+    return np.stack([values - half, values + half], axis=1)
 
 
 def assemble(spec: OutputSpec, emu: Any) -> list[tuple[str, Path, list[dict[str, Any]]]]:

@@ -267,7 +267,7 @@ class Emulator:
         import dask.array as dsa
 
         from downscale.data.forcings import compute_forcings
-        from downscale.data.io import check_daily
+        from downscale.data.io import check_frequency
         from downscale.data.variables import get_spec
 
         if chunk_days < 1:
@@ -276,7 +276,7 @@ class Emulator:
             raise DataError("members must be at least 1", found=members, fix="use --members 1 or more")
         x = self.coarse_fields(ds, file=file, halo=halo)
         time = x["time"]
-        check_daily(time, file=file or (x.attrs.get("source_files") or [None])[0])
+        check_frequency(time, self.meta.frequency, file=file or (x.attrs.get("source_files") or [None])[0])
         f = compute_forcings(time, self.forcings, self._scenario(ds, scenario))
         n = time.size
         if x.chunks is None:
