@@ -268,8 +268,9 @@ class Matching:
             file=_first_file(a),
             variable=a_name,
             fix=(
-                "give fields whose steps are stamped at the same times (shift one time axis, e.g. "
-                f"ds['time'] = ds.time - pd.Timedelta('{_clock(offset)}:00'), only if both describe the same interval)"
+                f"give fields stamped at the same times of the {_words(self.frequency)} step; only if both "
+                f"describe the same interval, shift this file's time axis by +{_clock(offset)} (e.g. ds['time'] = "
+                f"ds.time + datetime.timedelta(seconds={offset}))"
             ),
         )
 
