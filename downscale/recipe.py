@@ -270,6 +270,31 @@ class Recipe(RootedConfig):
     apply: ApplySection = ApplySection()
     transfer: TransferSection | None = None
     evaluate: dict[str, Any] | None = None
+    # target -> the predictor its baselines (bilinear, bilinear_bc) interpolate, e.g. {tas: tasmin}; a target not
+    # listed takes the predictor of its name, else one with its CF standard name (downscale.skill.baselines)
+    baselines: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _baselines_of_targets_from_predictors(self) -> Recipe:
+        predictors = list(self.data.predictors or self.data.targets)  # perfect model: the targets upscaled
+        for target, predictor in self.baselines.items():
+            if target not in self.data.targets:
+                raise ValueError(
+                    f"baselines lists {target}, which is not a target (targets: {', '.join(self.data.targets)})"
+                )
+            if predictor not in predictors:
+                raise ValueError(
+                    f"baselines: {target}: {predictor} is not a predictor (predictors: {', '.join(predictors)})"
+                )
+            from downscale.data.variables import get_spec
+
+            units = get_spec(target).units, get_spec(predictor).units
+            if units[0] != units[1]:
+                raise ValueError(
+                    f"baselines: {target}: {predictor} is in {units[1]}, {target} in {units[0]}: "
+                    "a baseline interpolates a predictor in the target's units"
+                )
+        return self
 
     @model_validator(mode="after")
     def _wet_day_adaptation_of_precipitation(self) -> Recipe:

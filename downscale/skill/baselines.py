@@ -20,6 +20,7 @@ that an additive offset is in the units it was fitted in).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -28,7 +29,16 @@ import xarray as xr
 from downscale.data.grids import Grid
 from downscale.registry import Registry
 
-__all__ = ["BASELINES", "BiasCorrectedBilinear", "Bilinear", "bilinear", "correction_kind", "create_baseline"]
+__all__ = [
+    "BASELINES",
+    "BiasCorrectedBilinear",
+    "Bilinear",
+    "baseline_predictors",
+    "bilinear",
+    "correction_kind",
+    "create_baseline",
+    "no_baseline_note",
+]
 
 Kind = Literal["additive", "multiplicative"]
 KINDS: tuple[str, ...] = ("additive", "multiplicative")
@@ -42,6 +52,61 @@ def correction_kind(units: str) -> Kind:
     from downscale.data.units import kind_from_units
 
     return "multiplicative" if kind_from_units(units) == "precipitation" else "additive"
+
+
+def baseline_predictors(
+    targets: Sequence[str], predictors: Sequence[str], explicit: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """target -> the predictor its baselines interpolate (bilinear, bilinear_bc, quantile mapping).
+
+    For each target: the predictor ``explicit`` names (the recipe's ``baselines:``, recorded in the bundle), else
+    the predictor of the target's own name, else a predictor with the target's CF standard name (``tasmin``,
+    ``tasmax`` and ``ta850`` are all ``air_temperature`` like ``tas``): a single-level one before a pressure-level
+    one, then the closest name, then the first listed.  A target with none is left out (see
+    :func:`no_baseline_note`).  Entries of ``explicit`` that name no target or no predictor are ignored (the recipe
+    refuses them).  The skill table of ``downscale train``, ``downscale evaluate`` and the transfer benchmark all
+    take their baselines' predictors from here.
+    """
+    import difflib
+
+    from downscale.data.variables import get_spec, parse_level_name
+
+    def standard_name(name: str) -> str | None:
+        try:
+            return get_spec(name).standard_name
+        except ValueError:  # a name the variable table does not know
+            return None
+
+    given = dict(explicit or {})
+    out: dict[str, str] = {}
+    for target in targets:
+        if given.get(target) in predictors:
+            out[target] = given[target]
+            continue
+        if target in predictors:
+            out[target] = target
+            continue
+        cf = standard_name(target)
+        same = [p for p in predictors if cf is not None and standard_name(p) == cf]
+        if same:
+            ranked = sorted(
+                enumerate(same),
+                key=lambda ip: (
+                    parse_level_name(ip[1])[1] is not None,  # single-level first (tasmin before ta850)
+                    -difflib.SequenceMatcher(None, target, ip[1]).ratio(),
+                    ip[0],
+                ),
+            )
+            out[target] = ranked[0][1]
+    return out
+
+
+def no_baseline_note(target: str, predictors: Sequence[str]) -> str:
+    """Why ``target`` has no baseline rows, and how to give it some."""
+    return (
+        f"baseline: no predictor for {target} (none of that name or CF standard name among "
+        f"{', '.join(predictors) or 'no predictors'}); set baselines: {{{target}: NAME}} in the recipe"
+    )
 
 
 def bilinear(coarse: xr.DataArray, coarse_grid: Grid, fine_grid: Grid) -> xr.DataArray:
