@@ -77,8 +77,20 @@ class PeriodSpec(ConfigSection):
 
     years: tuple[int, int] | None = None
     season: str | None = None
-    start: str | None = None
+    start: str | None = None  # YYYY-MM-DD (the whole day) or YYYY-MM-DDTHH:MM
     end: str | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        """Unquoted YAML dates and stamps (``2001-01-01``, ``2001-01-01T06:00:00``) arrive as date/datetime."""
+        import datetime as dt
+
+        if isinstance(value, dt.datetime):
+            return value.strftime("%Y-%m-%dT%H:%M") + (f":{value.second:02d}" if value.second else "")
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return value
 
     def to_period(self) -> Period:
         from downscale.data.calendar import Period
