@@ -83,8 +83,11 @@ def _print_result(result: Any) -> None:
             table.add_column(col)
         value = {(r["variable"], r["metric"], r["method"]): r["value"] for r in result.scores}
         for var, metric, units in dict.fromkeys((r["variable"], r["metric"], r["units"]) for r in result.scores):
-            table.add_row(var, metric, units, *(f"{value.get((var, metric, m), float('nan')):.3f}" for m in methods))
+            cells = (f"{value[(var, metric, m)]:.3f}" if (var, metric, m) in value else "–" for m in methods)
+            table.add_row(var, metric, units, *cells)
         out.print(table)
+        for note in getattr(result, "notes", []):
+            out.print(f"note: {note}", highlight=False, soft_wrap=True)
     out.print(f"bundle [bold]{result.bundle_id}[/] written to {result.bundle_path} in {result.seconds:.0f} s")
 
 

@@ -130,6 +130,9 @@ class BundleMeta(_Meta):
     upscale: str = "area_mean"  # perfect model: how the targets were upscaled to the predictors (data.upscale)
     frequency: str = "day"  # of the training data and of the inputs apply takes (format 1 bundles: daily)
     pairing: dict[str, Any] | None = None  # how predictors and targets were paired in time (PairedData.pairing)
+    # target -> the predictor its baselines interpolate (skill.baselines.baseline_predictors of the recipe's
+    # ``baselines:``); a target without one has no baseline rows, with a note.  Format-1 bundles: same-name rule
+    baselines: dict[str, str] | None = None
     apply: ApplySection = Field(default_factory=ApplySection)  # defaults of `downscale apply`
     postprocess: PostprocessMeta = Field(default_factory=PostprocessMeta)
     training: TrainingMeta = Field(default_factory=TrainingMeta)

@@ -68,10 +68,12 @@ class Predictions:
 
 @dataclass
 class TrainingBaselines:
-    """The baselines of one emulator, fitted on its training period: variable -> baseline name -> model."""
+    """The baselines of one emulator, fitted on its training period: variable -> baseline name -> model, and
+    the predictor each variable's baselines interpolate (``tas`` -> ``tasmin``: the bundle's ``baselines``)."""
 
     models: dict[str, dict[str, Bilinear]]
     notes: list[str]
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 def _human(da: xr.DataArray, name: str) -> xr.DataArray:
@@ -209,11 +211,19 @@ def load_case(
 
 
 def fit_baselines(emulator: Emulator, recipe: Recipe, names: list[str]) -> TrainingBaselines:
-    """Every baseline of ``names`` for each target that is also a predictor, fitted on the training period of
-    ``recipe`` (the emulator's own training data).  Quantile mapping is skipped, with a note, without xsdba."""
+    """Every baseline of ``names`` for each target with a baseline predictor (the bundle's ``baselines``
+    mapping, else :func:`~downscale.skill.baselines.baseline_predictors`: same name, else same CF standard name),
+    fitted toward the target on the training period of ``recipe`` (the emulator's own training data).  A target
+    without one, and quantile mapping without xsdba, are skipped with a note."""
     from downscale.data.pairing import build_pairs
     from downscale.data.variables import get_spec
-    from downscale.skill.baselines import BASELINES, correction_kind, create_baseline
+    from downscale.skill.baselines import (
+        BASELINES,
+        baseline_predictors,
+        correction_kind,
+        create_baseline,
+        no_baseline_note,
+    )
 
     notes: list[str] = []
     usable = []
@@ -224,9 +234,17 @@ def fit_baselines(emulator: Emulator, recipe: Recipe, names: list[str]) -> Train
             notes.append(f"baseline {name} skipped: {reason}")
         else:
             usable.append(name)
-    shared = [v for v in emulator.targets if v in emulator.predictors]
-    if not shared or not usable:
-        return TrainingBaselines({}, notes)
+    sources = emulator.meta.baselines
+    if sources is None:
+        sources = baseline_predictors(emulator.targets, emulator.predictors)
+    sources = {t: p for t, p in sources.items() if t in emulator.targets and p in emulator.predictors}
+    if usable:
+        notes += [no_baseline_note(t, emulator.predictors) for t in emulator.targets if t not in sources]
+        notes += [
+            f"baseline: {', '.join(usable)} of {t} interpolate the predictor {p}" for t, p in sources.items() if p != t
+        ]
+    if not sources or not usable:
+        return TrainingBaselines({}, notes, sources)
     paired = build_pairs(recipe)
     idx = paired.indices(recipe.data.periods.train)
     if paired.coarse_grid.id != emulator.coarse_grid.id or paired.fine_grid.id != emulator.fine_grid.id:
@@ -237,15 +255,15 @@ def fit_baselines(emulator: Emulator, recipe: Recipe, names: list[str]) -> Train
             fix="give the recipe the emulator was trained from (emulators[].recipe)",
         )
     models: dict[str, dict[str, Bilinear]] = {}
-    for var in shared:
+    for var, source in sources.items():
         units = get_spec(var).units  # the stacked channels do not carry each variable's units
-        xc = paired.x.sel(channel=var).isel(time=idx).load().assign_attrs(units=units)
+        xc = paired.x.sel(channel=source).isel(time=idx).load().assign_attrs(units=get_spec(source).units)
         yt = paired.y.sel(channel=var).isel(time=idx).load().assign_attrs(units=units)
         kind = correction_kind(units)
         models[var] = {
             b: create_baseline(b, paired.coarse_grid, paired.fine_grid, kind=kind).fit(xc, yt) for b in usable
         }
-    return TrainingBaselines(models, notes)
+    return TrainingBaselines(models, notes, sources)
 
 
 def _as_field(values: np.ndarray, truth: xr.DataArray, time: xr.DataArray, name: str) -> xr.DataArray:
@@ -282,7 +300,8 @@ def predict_case(
             e = xr.concat([_human(_as_field(ens[:, m, v], t, time, name), name) for m in range(n)], dim="member")
             ensemble[name] = e
     for var, models in baselines.models.items():
-        coarse = case.x.sel(channel=var, drop=True).assign_attrs(units=get_spec(var).units)
+        source = baselines.sources.get(var, var)
+        coarse = case.x.sel(channel=source, drop=True).assign_attrs(units=get_spec(source).units)
         for bname, model in models.items():
             p = model.predict(coarse)
             p = _as_field(np.asarray(p.transpose("time", ...).values, np.float64), truth_c[var], time, var)

@@ -10,13 +10,14 @@ K for temperatures, mm/day for precipitation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from downscale.skill import metrics as M
-from downscale.skill.baselines import correction_kind, create_baseline
+from downscale.skill.baselines import baseline_predictors, correction_kind, create_baseline, no_baseline_note
 
 if TYPE_CHECKING:
     from downscale.data.pairing import PairedData
@@ -55,29 +56,45 @@ def skill_rows(
     *,
     members: int | None = None,
     seed: int = 0,
+    baselines: Mapping[str, str] | None = None,
+    notes: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Tidy rows: (variable, method, metric, value, units) on the test days."""
+    """Tidy rows: (variable, method, metric, value, units) on the test days.
+
+    The baselines of each target interpolate the predictor ``baselines`` maps it to (default: the bundle's
+    record, else :func:`~downscale.skill.baselines.baseline_predictors`, so ``tasmin`` serves ``tas``); the
+    bias correction is fitted toward the target on ``train_idx``.  A target without a predictor gets no baseline
+    rows, and the reason is appended to ``notes``."""
     n = members or (8 if emulator.stochastic else 1)
     x = np.asarray(paired.x.isel(time=test_idx).values, np.float32)
     f = paired.f[test_idx]
     est = emulator.predict(x, f, members=n, mode="mean", seed=seed).mean(axis=1)
     real = emulator.predict(x, f, members=1, mode="sample", seed=seed + 1)[:, 0]
     truth_all = paired.y.isel(time=test_idx).load()
+    if baselines is None:
+        baselines = emulator.meta.baselines
+    if baselines is None:
+        baselines = baseline_predictors(paired.targets, paired.predictors)
     rows: list[dict[str, Any]] = []
     for v, name in enumerate(paired.targets):
         truth = truth_all.isel(channel=v, drop=True)
         t = _human(truth, name)
         units = t.attrs["units"]
         methods = {"emulator": (truth.copy(data=est[:, v]), truth.copy(data=real[:, v]))}
-        if name in paired.predictors:
-            coarse_train = paired.x.sel(channel=name).isel(time=train_idx).load()
-            coarse_test = paired.x.sel(channel=name).isel(time=test_idx).load()
+        source = baselines.get(name)
+        if source in paired.predictors:
+            coarse_train = paired.x.sel(channel=source).isel(time=train_idx).load()
+            coarse_test = paired.x.sel(channel=source).isel(time=test_idx).load()
             kind = correction_kind(_canonical(name))
             for base in ("bilinear", "bilinear_bc"):
                 model = create_baseline(base, paired.coarse_grid, paired.fine_grid, kind=kind)
                 model.fit(coarse_train, paired.y.sel(channel=name).isel(time=train_idx).load())
                 p = model.predict(coarse_test)
                 methods[base] = (p, p)
+            if source != name and notes is not None:
+                notes.append(f"baseline: bilinear and bilinear_bc of {name} interpolate the predictor {source}")
+        elif notes is not None:
+            notes.append(no_baseline_note(name, paired.predictors))
         for method, (p_est, p_real) in methods.items():
             scores = _scores(_human(p_est, name), t, _human(p_real, name), units)
             rows += [

@@ -17,7 +17,7 @@ import datetime as _dt
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ class TrainResult:
     scores: list[dict[str, Any]]  # tidy skill rows on the test period (downscale.skill.table)
     test_days: int
     seconds: float
+    notes: list[str] = field(default_factory=list)  # why a baseline has no rows in the skill table
 
 
 @dataclass
@@ -294,6 +295,7 @@ def make_bundle(
     from downscale.bundle import Bundle, BundleMeta
     from downscale.bundle.meta import GridsMeta, ModelMeta, PostprocessMeta, TrainingMeta, VariableMeta, WetDayMeta
     from downscale.emulator import Emulator
+    from downscale.skill.baselines import baseline_predictors
 
     paired, cfg, shots = data.paired, recipe.train, data.shots
     if len(data.primary_set):
@@ -327,6 +329,7 @@ def make_bundle(
         upscale=recipe.data.upscale,
         frequency=paired.frequency,
         pairing=paired.pairing,
+        baselines=baseline_predictors(paired.targets, paired.predictors, recipe.baselines),
         apply=recipe.apply,
         recipe=recipe.to_dict(),
         provenance=_provenance(recipe, data),
@@ -374,10 +377,15 @@ def score_bundle(recipe: Recipe, data: PreparedData, bundle: Bundle) -> list[dic
     # the baselines' bias correction sees the days the emulator saw (the k-shot set in few-shot runs)
     seen = data.seen(recipe)
     train_all = seen if len(seen) else data.pool
-    scores = skill_rows(Emulator(bundle), data.paired, train_all, data.test_idx, seed=recipe.train.seed)
+    notes: list[str] = []
+    scores = skill_rows(Emulator(bundle), data.paired, train_all, data.test_idx, seed=recipe.train.seed, notes=notes)
     assert recipe.data.periods.test is not None
     period = recipe.data.periods.test.describe()
     bundle.meta.scores = {"test": {"period": period, "days": len(data.test_idx), "rows": scores}}
+    if notes:
+        bundle.meta.scores["test"]["notes"] = notes
+    for note in notes:  # downscale train prints them under the table
+        logger.info("%s", note)
     logger.info("scored on %d test days (%s) in %.1f s", len(data.test_idx), period, time.perf_counter() - t0)
     return scores
 
@@ -436,4 +444,5 @@ def train(
     store.remove()
     seconds = time.perf_counter() - t_start
     logger.info("bundle %s written to %s (%.0f s in all)", bundle_id, out_dir, seconds)
-    return TrainResult(out_dir, bundle_id, scores, len(data.test_idx), seconds)
+    notes = list((bundle.meta.scores or {}).get("test", {}).get("notes", []))
+    return TrainResult(out_dir, bundle_id, scores, len(data.test_idx), seconds, notes)
