@@ -78,7 +78,7 @@ def _print_result(result: Any) -> None:
     """The test-period skill table and the bundle written (train and transfer)."""
     if result.scores:
         methods = list(dict.fromkeys(r["method"] for r in result.scores))
-        table = Table(title=f"test period skill ({result.test_days} days)")
+        table = Table(title=f"test period skill ({result.test_days} {getattr(result, 'step_unit', 'days')})")
         for col in ("variable", "metric", "units", *methods):
             table.add_column(col)
         value = {(r["variable"], r["metric"], r["method"]): r["value"] for r in result.scores}

@@ -1,5 +1,5 @@
 """Sub-daily data (issue 13): pairing on exact time stamps, frequencies, time_of_day, periods with hours, k-shot by
-whole days, apply's frequency check.  The hourly fields are SYNTHETIC (tests/data/hourly/make_hourly.py), built
+whole days, apply's frequency check.  The hourly fields are SYNTHETIC (examples/data/iberia-hourly/make_hourly.py), built
 from the bundled daily RACMO data into a temporary folder."""
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ DAYS = 6  # 144 hourly steps: enough for the fits, small enough to be fast
 
 
 def _load_maker():
-    spec = importlib.util.spec_from_file_location("make_hourly", HERE / "data" / "hourly" / "make_hourly.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_hourly", HERE.parent / "examples" / "data" / "iberia-hourly" / "make_hourly.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -273,6 +275,24 @@ def test_time_of_day_forcing(calendar):
     assert np.allclose(f[:, :2], f[0, :2])  # season: one day of the year
     t64 = np.array(["2000-02-29T06:00", "2000-02-29T18:00"], dtype="datetime64[ns]")
     np.testing.assert_allclose(compute_forcings(t64, ["time_of_day"]), [[0, 1], [0, -1]], atol=1e-6)
+
+
+def test_local_time_of_day_is_utc_shifted_by_the_domain_longitude():
+    from downscale.data.forcings import domain_longitude
+    from downscale.data.grids import Grid
+
+    t64 = np.array(["2000-02-29T00:00", "2000-02-29T06:00"], dtype="datetime64[ns]")
+    # 90 degrees east: local solar time is UTC + 6 h
+    local = compute_forcings(t64, ["local_time_of_day"], longitude=90.0)
+    np.testing.assert_allclose(local, [[0, 1], [-1, 0]], atol=1e-6)
+    west = compute_forcings(t64, ["local_time_of_day"], longitude=-90.0)
+    np.testing.assert_allclose(west, [[0, -1], [1, 0]], atol=1e-6)
+    with pytest.raises(DataError, match="needs the domain's longitude"):
+        compute_forcings(t64, ["local_time_of_day"])
+    # the circular mean across the date line, not the arithmetic one (0)
+    grid = Grid.rectilinear(lat=[0.0, 1.0], lon=[178.0, -178.0])
+    assert abs(abs(domain_longitude(grid)) - 180.0) < 1e-6
+    assert domain_longitude(Grid.rectilinear(lat=[40.0, 41.0], lon=[-8.0, -2.0])) == pytest.approx(-5.0, abs=0.01)
 
 
 # ------------------------------------------------------------------------- (e) k-shot by whole days

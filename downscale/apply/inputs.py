@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from downscale.data.calendar import format_date
-from downscale.data.io import check_frequency
+from downscale.data.io import check_frequency, is_subdaily
 from downscale.errors import DataError, MissingVariableError
 
 __all__ = [
@@ -113,7 +113,7 @@ class OutputSpan:
 
     start: int
     stop: int
-    label: str  # YYYYMMDD-YYYYMMDD
+    label: str  # YYYYMMDD-YYYYMMDD (daily), YYYYMMDDHHMM-YYYYMMDDHHMM (sub-daily), as CMIP names files
 
     @property
     def size(self) -> int:
@@ -268,21 +268,22 @@ def _projection(
     axes = {name: np.unique(np.concatenate([i.times for i in group])) for name, group in files.items()}
     time = axes[predictors[0]]
     notes = []
+    unit = "days" if not is_subdaily(frequency) else "time steps"
     for name, axis in axes.items():
         common = np.intersect1d(time, axis)
         if common.size < time.size or common.size < axis.size:
-            notes.append(f"{name} covers {axis.size} days, {axes[predictors[0]].size} in {predictors[0]}")
+            notes.append(f"{name} covers {axis.size} {unit}, {axes[predictors[0]].size} in {predictors[0]}")
         time = common
     label = "_".join(key)
     if time.size == 0:
         raise DataError(
-            "the predictors have no day in common",
+            f"the predictors have no {'day' if unit == 'days' else 'time step'} in common",
             file=ref[0].path,
             found="; ".join(notes),
             fix=f"give files of the same period for every predictor ({label})",
         )
     check_frequency(time, frequency, file=ref[0].path, frequency=ref[0].attrs.get("frequency"))
-    periods = _periods(time, [i.times for i in ref])
+    periods = _periods(time, [i.times for i in ref], subdaily=is_subdaily(frequency))
     spans = {i.path: (i.times.min(), i.times.max()) for g in files.values() for i in g}
     varnames = {n: g[0].variables[n] for n, g in files.items() if all(i.variables[n] == g[0].variables[n] for i in g)}
     return Projection(
@@ -321,7 +322,13 @@ def _missing(name: str, infos: list[FileInfo], key: tuple[str, str, str]) -> Mis
     )
 
 
-def _periods(time: np.ndarray, file_times: list[np.ndarray]) -> list[OutputSpan]:
+def _label(t: Any, subdaily: bool) -> str:
+    """``YYYYMMDD``, or ``YYYYMMDDHHMM`` for sub-daily files (the CMIP file-name convention)."""
+    text = format_date(t, compact=True)
+    return text + f"{t.hour:02d}{t.minute:02d}" if subdaily else text
+
+
+def _periods(time: np.ndarray, file_times: list[np.ndarray], *, subdaily: bool = False) -> list[OutputSpan]:
     """Output periods follow the files of the first predictor: one per file (e.g. per decade)."""
     starts = sorted({int(np.searchsorted(time, t.min())) for t in file_times})
     starts = [s for s in starts if s < time.size]
@@ -329,7 +336,7 @@ def _periods(time: np.ndarray, file_times: list[np.ndarray]) -> list[OutputSpan]
         starts = [0, *starts]
     bounds = [*starts, time.size]
     return [
-        OutputSpan(a, b, f"{format_date(time[a], compact=True)}-{format_date(time[b - 1], compact=True)}")
+        OutputSpan(a, b, f"{_label(time[a], subdaily)}-{_label(time[b - 1], subdaily)}")
         for a, b in itertools.pairwise(bounds)
         if b > a
     ]

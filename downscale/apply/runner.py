@@ -29,6 +29,7 @@ import numpy as np
 from downscale.apply import store
 from downscale.apply.inputs import Projection, scan
 from downscale.data.calendar import format_date
+from downscale.data.io import steps_per_day
 from downscale.errors import DataError, GridMismatchError
 
 __all__ = ["ApplyResult", "ChunkTask", "compute_chunk", "downscale_files"]
@@ -238,7 +239,7 @@ def _plan(
         "history": history,
         "source": f"downscale {__version__} emulator '{emu.name}' (bundle {emu.id})",
         "product": "downscaled-output",
-        "frequency": "day",
+        "frequency": emu.meta.frequency,
         "domain": domain,
         "creation_date": now,
         "downscale_bundle_id": emu.id,
@@ -258,11 +259,11 @@ def _plan(
     work = out_dir / store.WORK_NAME / run_id
     members = options["members"]
     for period in proj.periods:
-        names = {t: store.output_name(t, domain, proj.key, emu.name, period.label) for t in emu.targets}
-        bounds = [
-            (a, min(a + options["chunk_days"], period.stop))
-            for a in range(period.start, period.stop, options["chunk_days"])
-        ]
+        names = {
+            t: store.output_name(t, domain, proj.key, emu.name, period.label, emu.meta.frequency) for t in emu.targets
+        }
+        step = options["chunk_days"] * steps_per_day(emu.meta.frequency)  # time steps per chunk
+        bounds = [(a, min(a + step, period.stop)) for a in range(period.start, period.stop, step)]
         period_dir = work / period.label
         spec = store.OutputSpec(
             bundle=str(bundle),

@@ -222,10 +222,13 @@ def _target_file_names(meta: BundleMeta) -> list[str]:
     return [f for f in files if f.split("_")[0] in variables]
 
 
-def output_name(variable: str, domain: str, key: tuple[str, str, str], emulator: str, label: str) -> str:
-    """``<var>_<domain>_<model>_<experiment>_<member>_downscale-<emulator>_day_<YYYYMMDD>-<YYYYMMDD>.nc``."""
+def output_name(
+    variable: str, domain: str, key: tuple[str, str, str], emulator: str, label: str, frequency: str = "day"
+) -> str:
+    """``<var>_<domain>_<model>_<experiment>_<member>_downscale-<emulator>_<frequency>_<span>.nc``, the span
+    ``YYYYMMDD-YYYYMMDD`` (``YYYYMMDDHHMM-YYYYMMDDHHMM`` for sub-daily files)."""
     emu = re.sub(r"[^A-Za-z0-9.+-]", "-", emulator)
-    return f"{variable}_{domain}_{'_'.join(key)}_downscale-{emu}_day_{label}.nc"
+    return f"{variable}_{domain}_{'_'.join(key)}_downscale-{emu}_{frequency}_{label}.nc"
 
 
 def run_id_of(path: Path) -> str | None:

@@ -133,6 +133,8 @@ class BundleMeta(_Meta):
     # target -> the predictor its baselines interpolate (skill.baselines.baseline_predictors of the recipe's
     # ``baselines:``); a target without one has no baseline rows, with a note.  Format-1 bundles: same-name rule
     baselines: dict[str, str] | None = None
+    # the longitude (degrees east) of the local_time_of_day forcing: the training domain centre's
+    forcing_longitude: float | None = None
     apply: ApplySection = Field(default_factory=ApplySection)  # defaults of `downscale apply`
     postprocess: PostprocessMeta = Field(default_factory=PostprocessMeta)
     training: TrainingMeta = Field(default_factory=TrainingMeta)

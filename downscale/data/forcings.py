@@ -7,6 +7,9 @@ the training period, so that a model trained on the past can be fed 2100:
 - ``season``: cos and sin of the day of year (any calendar);
 - ``time_of_day``: cos and sin of the hour of the day (UTC, from the time stamp: any calendar, cftime or
   datetime64), for sub-daily data (constant on daily data: every step at the same time of day);
+- ``local_time_of_day``: the same at local solar time of the domain's centre (UTC + longitude / 15 h, the
+  circular mean longitude of the fine grid's cells, recorded in the bundle's ``forcing_longitude``): the same
+  phase for a domain over Europe or America, which matters when one model serves several domains;
 - ``ghg``: log(CO2-equivalent / 280 ppm), from the CMIP5 RCP concentration table
   shipped with the package (Meinshausen et al. 2011), by scenario.
 """
@@ -26,14 +29,16 @@ from downscale.registry import Registry
 
 if TYPE_CHECKING:
     from downscale.data.calendar import TimeLike
+    from downscale.data.grids import Grid
 
-__all__ = ["FORCINGS", "Forcing", "compute_forcings", "forcing_names"]
+__all__ = ["FORCINGS", "Forcing", "compute_forcings", "domain_longitude", "forcing_names", "needs_longitude"]
 
 
 @dataclass(frozen=True)
 class Forcing:
     names: tuple[str, ...]
-    compute: Callable[[TimeLike, str], np.ndarray]  # (time values, scenario) -> [T, len(names)]
+    compute: Callable[..., np.ndarray]  # (time values, scenario, longitude) -> [T, len(names)]
+    needs_longitude: bool = False
 
 
 FORCINGS: Registry[Forcing] = Registry("forcing")
@@ -42,18 +47,39 @@ _SCENARIOS = {"rcp26": "rcp26", "rcp45": "rcp45", "rcp60": "rcp60", "rcp85": "rc
 _LAST_HISTORICAL_YEAR = 2005
 
 
-def _season(time: TimeLike, scenario: str) -> np.ndarray:
+def _season(time: TimeLike, scenario: str, longitude: float | None = None) -> np.ndarray:
     from downscale.data.calendar import day_of_year_features
 
     return day_of_year_features(time)
 
 
-def _time_of_day(time: TimeLike, scenario: str) -> np.ndarray:
+def _time_of_day(time: TimeLike, scenario: str, longitude: float | None = None) -> np.ndarray:
     """``[T, 2]``: cos and sin of ``2π * (seconds since 00:00 UTC) / 86400`` of each stamp."""
     from downscale.data.calendar import seconds_of_day
 
     angle = 2.0 * np.pi * seconds_of_day(time) / 86400.0
     return np.stack([np.cos(angle), np.sin(angle)], axis=1).astype(np.float32)
+
+
+def _local_time_of_day(time: TimeLike, scenario: str, longitude: float | None = None) -> np.ndarray:
+    """``[T, 2]``: cos and sin of the local solar hour at ``longitude`` (UTC + longitude / 15 h)."""
+    from downscale.data.calendar import seconds_of_day
+
+    if longitude is None:
+        raise DataError(
+            "the local_time_of_day forcing needs the domain's longitude",
+            fix="pass longitude= (downscale.data.forcings.domain_longitude(fine_grid)) to compute_forcings",
+        )
+    seconds = seconds_of_day(time) + float(longitude) / 360.0 * 86400.0
+    angle = 2.0 * np.pi * seconds / 86400.0
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1).astype(np.float32)
+
+
+def domain_longitude(grid: Grid) -> float:
+    """The circular mean longitude (degrees east, in [-180, 180)) of the cell centres of ``grid``."""
+    lon = np.deg2rad(np.asarray(grid.lon2d, np.float64))
+    mean = np.arctan2(np.nanmean(np.sin(lon)), np.nanmean(np.cos(lon)))
+    return float((np.rad2deg(mean) + 180.0) % 360.0 - 180.0)
 
 
 @lru_cache(maxsize=1)
@@ -81,7 +107,7 @@ def _fractional_year(time: TimeLike) -> np.ndarray:
     return years + (doy - 0.5) / ndays
 
 
-def _ghg(time: TimeLike, scenario: str) -> np.ndarray:
+def _ghg(time: TimeLike, scenario: str, longitude: float | None = None) -> np.ndarray:
     fyear = _fractional_year(time)
     scen = _SCENARIOS.get(scenario.lower().replace(".", "").replace("ssp5-8", "rcp8"))
     if scen is None:
@@ -100,6 +126,9 @@ def _ghg(time: TimeLike, scenario: str) -> np.ndarray:
 
 FORCINGS.register("season")(Forcing(("season_cos", "season_sin"), _season))
 FORCINGS.register("time_of_day")(Forcing(("time_of_day_cos", "time_of_day_sin"), _time_of_day))
+FORCINGS.register("local_time_of_day")(
+    Forcing(("local_time_of_day_cos", "local_time_of_day_sin"), _local_time_of_day, needs_longitude=True)
+)
 FORCINGS.register("ghg")(Forcing(("log_co2eq",), _ghg))
 
 
@@ -107,10 +136,18 @@ def forcing_names(forcings: Sequence[str]) -> list[str]:
     return [n for f in forcings for n in FORCINGS.get(f).names]
 
 
-def compute_forcings(time: TimeLike, forcings: Sequence[str], scenario: str = "historical") -> np.ndarray:
-    """Features ``[T, F]`` (float32) for the named forcings on a cftime axis."""
+def needs_longitude(forcings: Sequence[str]) -> bool:
+    """Whether any of ``forcings`` depends on the domain's longitude (``local_time_of_day``)."""
+    return any(FORCINGS.get(name).needs_longitude for name in forcings)
+
+
+def compute_forcings(
+    time: TimeLike, forcings: Sequence[str], scenario: str = "historical", *, longitude: float | None = None
+) -> np.ndarray:
+    """Features ``[T, F]`` (float32) for the named forcings on a cftime axis; ``longitude``: the domain's
+    (:func:`domain_longitude`), needed by ``local_time_of_day`` only."""
     n = len(np.asarray(getattr(time, "values", time)))
-    parts = [FORCINGS.get(name).compute(time, scenario) for name in forcings]
+    parts = [FORCINGS.get(name).compute(time, scenario, longitude) for name in forcings]
     if not parts:
         return np.zeros((n, 0), dtype=np.float32)
     return np.concatenate(parts, axis=1).astype(np.float32)

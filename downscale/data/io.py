@@ -484,6 +484,34 @@ def frequency_attribute(value: object) -> str | None:
     return text if text in FREQUENCY_WORDS else None
 
 
+def frequency_seconds(frequency: str) -> float:
+    """The length of a step of ``frequency`` in seconds (``1hr`` -> 3600, ``day`` -> 86400, ``"900s"`` -> 900);
+    a month or year counts 30 or 365 days (for ordering frequencies, not for arithmetic on dates)."""
+    table = {"30min": 1800.0, "1hr": 3600.0, "3hr": 10800.0, "6hr": 21600.0, "12hr": 43200.0, "day": 86400.0}
+    if frequency in table:
+        return table[frequency]
+    if frequency == "yr":
+        return 365 * 86400.0
+    if frequency.endswith("s"):
+        try:
+            return float(frequency[:-1])
+        except ValueError:
+            pass
+    return 30 * 86400.0
+
+
+def steps_per_day(frequency: str) -> int:
+    """Steps of ``frequency`` in a day (24 for ``1hr``); 1 for daily and longer steps."""
+    return max(1, round(86400.0 / frequency_seconds(frequency)))
+
+
+def step_word(frequency: str) -> str:
+    """What one time step of ``frequency`` is called in messages: ``days``, or ``hourly steps`` etc."""
+    if not is_subdaily(frequency):
+        return {"mon": "months", "yr": "years"}.get(frequency, "days")
+    return f"{FREQUENCY_WORDS.get(frequency, frequency)} steps"
+
+
 def is_subdaily(frequency: str) -> bool:
     """Whether ``frequency`` (a label of :func:`infer_frequency`) is a step shorter than a day."""
     if frequency in ("day", "mon", "yr"):

@@ -52,6 +52,7 @@ class PairedData:
     frequency: str = "day"  # of predictors and targets alike (infer_frequency's labels: 1hr, 6hr, day, mon...)
     matching: str = "calendar day"  # how the steps were paired, e.g. "exact time stamps, 1hr"
     matched_steps: int = 0  # time steps paired (after every field's coverage was intersected)
+    forcing_longitude: float | None = None  # the domain centre's longitude of local_time_of_day (else None)
 
     @property
     def pairing(self) -> dict[str, Any]:
@@ -331,15 +332,9 @@ def _matching(
 
 
 def _seconds(frequency: str) -> float:
-    table = {"30min": 1800.0, "1hr": 3600.0, "3hr": 10800.0, "6hr": 21600.0, "12hr": 43200.0, "day": 86400.0}
-    if frequency in table:
-        return table[frequency]
-    if frequency.endswith("s"):
-        try:
-            return float(frequency[:-1])
-        except ValueError:
-            pass
-    return 30 * 86400.0
+    from downscale.data.io import frequency_seconds
+
+    return frequency_seconds(frequency)
 
 
 def _align_times(
@@ -369,8 +364,12 @@ def _align_times(
     return out
 
 
-def _common_days(fields: dict[str, xr.DataArray], matching: Matching) -> dict[str, xr.DataArray]:
-    """Restrict every field to the steps (calendar days, or exact stamps for sub-daily data) all of them have."""
+def common_steps(fields: dict[str, xr.DataArray], matching: Matching | str) -> dict[str, xr.DataArray]:
+    """Restrict every field to the steps all of them have -- calendar days, or exact stamps for sub-daily data
+    (``matching``: a :class:`Matching` or a frequency) -- with the first field's stamps; two steps of one field
+    on one key, another calendar, or sub-daily stamps offset from each other are one-line errors."""
+    if isinstance(matching, str):
+        matching = Matching(matching)
     from downscale.data.calendar import check_same_calendar
 
     names = list(fields)
@@ -392,7 +391,7 @@ def _common_days(fields: dict[str, xr.DataArray], matching: Matching) -> dict[st
 def build_pairs(recipe: Recipe) -> PairedData:
     """Open, check, convert, regrid and pair everything the recipe names."""
     from downscale.data.calendar import calendar_of
-    from downscale.data.forcings import compute_forcings, forcing_names
+    from downscale.data.forcings import compute_forcings, domain_longitude, forcing_names, needs_longitude
     from downscale.data.grids import Grid
     from downscale.data.io import open_dataset
     from downscale.data.regrid import create_regridder
@@ -403,7 +402,7 @@ def build_pairs(recipe: Recipe) -> PairedData:
     fine_grid = _grid_of(next(iter(targets.values())))
     _check_on_grid(targets, fine_grid, "target")
     matching, _ = _same_frequency(targets, "target")
-    targets = _common_days(targets, Matching(matching or "day"))
+    targets = common_steps(targets, Matching(matching or "day"))
 
     coarse_grid: Grid | None = None
     if data.coarse_grid:
@@ -447,7 +446,7 @@ def build_pairs(recipe: Recipe) -> PairedData:
             else:
                 predictors[name] = da
         match = _matching(targets, predictors)
-        predictors = _common_days(predictors, match)
+        predictors = common_steps(predictors, match)
         # keep the target steps that the predictors have, then align
         ref = next(iter(targets.values()))
         first_pred = next(iter(predictors.values()))
@@ -503,7 +502,10 @@ def build_pairs(recipe: Recipe) -> PairedData:
     if fields:
         static = stack_channels(fields, fine_grid.dims).load()
 
-    f = compute_forcings(ref["time"], data.forcings, data.scenario)
+    longitude = domain_longitude(fine_grid) if needs_longitude(data.forcings) else None
+    if longitude is not None:
+        steps.append(f"local_time_of_day: local solar time at the domain centre's longitude {longitude:.2f}")
+    f = compute_forcings(ref["time"], data.forcings, data.scenario, longitude=longitude)
     return PairedData(
         x=x,
         y=y,
@@ -513,6 +515,7 @@ def build_pairs(recipe: Recipe) -> PairedData:
         fine_grid=fine_grid,
         forcings=list(data.forcings),
         forcing_names=forcing_names(data.forcings),
+        forcing_longitude=longitude,
         calendar=calendar_of(ref),
         conversions=conversions,
         files=sorted(set(files)),

@@ -256,8 +256,8 @@ class Emulator:
         """Downscale ``ds`` (coarse predictors) to a LAZY ``xr.Dataset`` on the fine grid.
 
         Nothing is read or computed until the result is (``.load()``, ``.to_netcdf()``, a plot...): the
-        result's variables are dask arrays made with ``map_blocks`` over blocks of ``chunk_days`` days of
-        the coarse predictors, each running :meth:`predict`.  Compute the variables together
+        result's variables are dask arrays made with ``map_blocks`` over blocks of ``chunk_days`` days (all
+        their steps: 24 a day for an hourly emulator) of the coarse predictors, each running :meth:`predict`.  Compute the variables together
         (``fine.load()``, ``fine.to_netcdf(...)``), not one by one, or each block is predicted once per variable.
 
         ``members``: an ensemble of that many members (a ``member`` dimension), one forward pass each
@@ -267,7 +267,7 @@ class Emulator:
         import dask.array as dsa
 
         from downscale.data.forcings import compute_forcings
-        from downscale.data.io import check_frequency
+        from downscale.data.io import check_frequency, steps_per_day
         from downscale.data.variables import get_spec
 
         if chunk_days < 1:
@@ -277,12 +277,13 @@ class Emulator:
         x = self.coarse_fields(ds, file=file, halo=halo)
         time = x["time"]
         check_frequency(time, self.meta.frequency, file=file or (x.attrs.get("source_files") or [None])[0])
-        f = compute_forcings(time, self.forcings, self._scenario(ds, scenario))
+        f = compute_forcings(time, self.forcings, self._scenario(ds, scenario), longitude=self.meta.forcing_longitude)
         n = time.size
+        steps = chunk_days * steps_per_day(self.meta.frequency)  # time steps per block (24 a day for hourly)
         if x.chunks is None:
-            xd = dsa.from_array(np.asarray(x.values), chunks=(chunk_days, -1, -1, -1), name=False)
+            xd = dsa.from_array(np.asarray(x.values), chunks=(steps, -1, -1, -1), name=False)
         else:
-            xd = x.data.rechunk((chunk_days, -1, -1, -1))
+            xd = x.data.rechunk((steps, -1, -1, -1))
         tchunks = xd.chunks[0]
         fd = dsa.from_array(f, chunks=(tchunks, -1), name=False)
         td = dsa.from_array(np.asarray(time.values), chunks=(tchunks,), name=False)
@@ -357,7 +358,7 @@ class Emulator:
         This is the computation behind both :meth:`downscale` and ``downscale apply``."""
         from downscale.data.forcings import compute_forcings
 
-        f = compute_forcings(time, self.forcings, scenario)
+        f = compute_forcings(time, self.forcings, scenario, longitude=self.meta.forcing_longitude)
         y = _downscale_block(
             x,
             f,

@@ -100,20 +100,24 @@ def _grid(da: xr.DataArray) -> Grid:
     return Grid.from_dataset(da, file=(da.attrs.get("source_files") or [None])[0])
 
 
-def _common_days(fields: dict[str, xr.DataArray]) -> dict[str, xr.DataArray]:
-    from downscale.data.calendar import date_keys
+def _check_frequency(da: xr.DataArray, emulator: Emulator, name: str, test: str) -> None:
+    """The test's fields have the bundle's frequency (hourly bundles take hourly files), else a one-line error."""
+    from downscale.data.io import check_frequency
 
-    keys = None
-    for da in fields.values():
-        k = set(date_keys(da["time"]).tolist())
-        keys = k if keys is None else keys & k
-    out = {}
-    for name, da in fields.items():
-        dk = date_keys(da["time"])
-        keep = np.flatnonzero(np.isin(dk, sorted(keys or [])))
-        _, first = np.unique(dk[keep], return_index=True)
-        out[name] = da.isel(time=keep[first])
-    return out
+    if da.sizes["time"] < 2:
+        return
+    file = (da.attrs.get("source_files") or [test])[0]
+    try:
+        check_frequency(da["time"], emulator.meta.frequency, file=file, frequency=da.attrs.get("source_frequency"))
+    except DataError as err:
+        raise DataError(
+            f"test '{test}': {err.message}",
+            file=file,
+            variable=name,
+            found=err.found,
+            expected=err.expected,
+            fix=err.fix,
+        ) from None
 
 
 def _files_for(spec: dict[str, list[str]] | None, name: str, role: str, test: str) -> list[str]:
@@ -140,7 +144,7 @@ def load_case(
 ) -> CaseData:
     """The target and predictors of a test (or of its reference period) for ``emulator``; see the module doc."""
     from downscale.data.forcings import compute_forcings
-    from downscale.data.pairing import stack_channels
+    from downscale.data.pairing import common_steps, stack_channels
     from downscale.data.regrid import create_regridder
 
     truth: dict[str, xr.DataArray] = {}
@@ -158,7 +162,9 @@ def load_case(
                 "emulator out of the test (its 'emulators' list)",
             )
         truth[name] = da.transpose("time", *emulator.fine_grid.dims)
-    truth = _common_days(truth)
+    for name, da in truth.items():
+        _check_frequency(da, emulator, name, test)
+    truth = common_steps(truth, emulator.meta.frequency)
 
     fields: dict[str, xr.DataArray] = {}
     if predictors is None:  # perfect-model predictors: the target upscaled onto the coarse grid
@@ -183,10 +189,12 @@ def load_case(
                 method = emulator.meta.regrid
                 logger.debug("test %s: predictor %s regridded (%s) from %s", test, name, method, grid.describe())
                 da = create_regridder(grid, emulator.coarse_grid, method)(da)
+            _check_frequency(da, emulator, name, test)
             fields[name] = da
-        fields = _common_days(fields)
+        fields = common_steps(fields, emulator.meta.frequency)
     if matched:
-        both = _common_days({**{f"y:{k}": v for k, v in truth.items()}, **{f"x:{k}": v for k, v in fields.items()}})
+        both = {**{f"y:{k}": v for k, v in truth.items()}, **{f"x:{k}": v for k, v in fields.items()}}
+        both = common_steps(both, emulator.meta.frequency)
         truth = {k[2:]: v for k, v in both.items() if k.startswith("y:")}
         fields = {k[2:]: v for k, v in both.items() if k.startswith("x:")}
         if not next(iter(truth.values())).sizes["time"]:
@@ -205,7 +213,7 @@ def load_case(
             variable=str(emulator.predictors[c]),
             fix="fill the gaps or choose another period",
         )
-    f = compute_forcings(x["time"], emulator.forcings, scenario)
+    f = compute_forcings(x["time"], emulator.forcings, scenario, longitude=emulator.meta.forcing_longitude)
     truth = {n: da.load() for n, da in truth.items()}
     return CaseData(x=x, truth=truth, f=f, matched=matched, scenario=scenario)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from downscale.atomic import write_atomic
+from downscale.data.io import step_word
 from downscale.errors import DownscaleError
 
 if TYPE_CHECKING:
@@ -358,10 +359,11 @@ def evaluate(
                     bar.advance(task)
                     continue
                 logger.info(
-                    "%s: %s test case loaded: %d days of %s, %s, in %.1f s",
+                    "%s: %s test case loaded: %d %s of %s, %s, in %.1f s",
                     where,
                     test.kind,
                     case.x.sizes["time"],
+                    step_word(emu.meta.frequency),
                     ", ".join(case.truth),
                     test.period.describe(),
                     time.perf_counter() - t,
@@ -390,7 +392,9 @@ def evaluate(
                     ", ".join(pred.methods),
                     config.members if emu.stochastic else 1,
                     "s" if emu.stochastic and config.members > 1 else "",
-                    "" if ref is None else f", and on the reference ({ref_case.x.sizes['time']} days)",
+                    ""
+                    if ref is None
+                    else f", and on the reference ({ref_case.x.sizes['time']} {step_word(emu.meta.frequency)})",
                     time.perf_counter() - t,
                 )
                 units = {v: get_spec(v).human_units for v in pred.truth}

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from downscale.data.io import step_word
 from downscale.errors import DataError, RecipeError
 from downscale.train.plan import ScratchPlan
 
@@ -53,6 +54,7 @@ class TrainResult:
     test_days: int
     seconds: float
     notes: list[str] = field(default_factory=list)  # why a baseline has no rows in the skill table
+    step_unit: str = "days"  # what test_days counts: days, or hourly steps etc. (data.io.step_word)
 
 
 @dataclass
@@ -141,11 +143,12 @@ def prepare_data(recipe: Recipe, plan: ScratchPlan) -> PreparedData:
 
         mixed, sources = mix_sources(recipe, paired, train_set, seed=recipe.train.seed)
     logger.info(
-        "data ready in %.1f s: %d training, %d validation, %d test days on a %s coarse and a %s fine grid",
+        "data ready in %.1f s: %d training, %d validation, %d test %s on a %s coarse and a %s fine grid",
         time.perf_counter() - t0,
         len(train_idx),
         len(val_idx),
         len(test_idx),
+        step_word(paired.frequency),
         "x".join(map(str, paired.coarse_grid.shape)),
         "x".join(map(str, paired.fine_grid.shape)),
     )
@@ -313,6 +316,7 @@ def make_bundle(
         static=[VariableMeta.of(n) for n in paired.static_names],
         forcings=paired.forcings,
         forcing_names=paired.forcing_names,
+        forcing_longitude=paired.forcing_longitude,
         scenario=recipe.data.scenario,
         grids=GridsMeta(coarse=paired.coarse_grid.to_dict(), fine=paired.fine_grid.to_dict()),
         normaliser=data.normaliser.to_dict(),
@@ -386,7 +390,8 @@ def score_bundle(recipe: Recipe, data: PreparedData, bundle: Bundle) -> list[dic
         bundle.meta.scores["test"]["notes"] = notes
     for note in notes:  # downscale train prints them under the table
         logger.info("%s", note)
-    logger.info("scored on %d test days (%s) in %.1f s", len(data.test_idx), period, time.perf_counter() - t0)
+    unit = step_word(data.paired.frequency)
+    logger.info("scored on %d test %s (%s) in %.1f s", len(data.test_idx), unit, period, time.perf_counter() - t0)
     return scores
 
 
@@ -445,4 +450,4 @@ def train(
     seconds = time.perf_counter() - t_start
     logger.info("bundle %s written to %s (%.0f s in all)", bundle_id, out_dir, seconds)
     notes = list((bundle.meta.scores or {}).get("test", {}).get("notes", []))
-    return TrainResult(out_dir, bundle_id, scores, len(data.test_idx), seconds, notes)
+    return TrainResult(out_dir, bundle_id, scores, len(data.test_idx), seconds, notes, step_word(data.paired.frequency))

@@ -14,8 +14,10 @@ package's own regridding (``create_regridder(fine, coarse, "area_mean")``), so t
 the area mean of the target at hour h and of nothing else.
 
 Both are written as CF NetCDF with ``frequency: 1hr``, hourly means stamped at the middle of their hour
-(HH:30) with ``time_bnds`` spanning the hour.  Nothing here is committed as data: the tests call :func:`make`
-into a temporary folder (``python tests/data/hourly/make_hourly.py OUT_DIR`` writes the same files).
+(HH:30) with ``time_bnds`` spanning the hour.  The default output (62 days, seed 0) is committed beside this
+script, for ``recipes/perfect-model-iberia-hourly.yaml``; ``python examples/data/iberia-hourly/make_hourly.py
+OUT_DIR`` writes the same files again (bit for bit), and the tests call :func:`make` into a temporary folder for
+shorter or shifted variants.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def synthetic_hourly(days: int = 62, seed: int = 0, first: dt.date = dt.date(198
         **{k: v for k, v in ds.attrs.items() if k in ("project_id", "CORDEX_domain", "driving_model_id")},
         "title": "SYNTHETIC hourly tas built from daily RACMO22E means (diurnal cycle + AR(1) noise); test data only",
         "frequency": "1hr",
-        "comment": f"SYNTHETIC: tests/data/hourly/make_hourly.py, seed {seed}; not model output",
+        "comment": f"SYNTHETIC: examples/data/iberia-hourly/make_hourly.py, seed {seed}; not model output",
         "Conventions": "CF-1.8",
     }
     return out
@@ -125,8 +127,12 @@ def upscale(fine: xr.Dataset) -> xr.Dataset:
     out.attrs = {
         "title": "SYNTHETIC hourly tas: area means of the synthetic RACMO22E-grid field on the CNRM-CM5 grid",
         "frequency": "1hr",
-        "comment": "SYNTHETIC: tests/data/hourly/make_hourly.py; not model output",
+        "comment": "SYNTHETIC: examples/data/iberia-hourly/make_hourly.py; not model output",
         "Conventions": "CF-1.8",
+        # what downscale apply names its outputs by (model, experiment, member)
+        "model_id": "SYNTHETIC-hourly-RACMO22E",
+        "experiment_id": "historical",
+        "ensemble_member": "r1i1p1",
     }
     return out
 
@@ -137,7 +143,9 @@ def write(ds: xr.Dataset, path: Path) -> Path:
     enc["time_bnds"] = {"units": TIME_UNITS, "calendar": "standard", "dtype": "float64", "_FillValue": None}
     enc["tas"] = {"zlib": True, "complevel": 1, "_FillValue": None, "dtype": "float32"}
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.to_netcdf(path, encoding=enc)
+    tmp = path.with_name(f".{path.name}.tmp")  # written whole, then renamed: a reader never sees half a file
+    ds.to_netcdf(tmp, encoding=enc)
+    tmp.replace(path)
     return path
 
 
