@@ -81,7 +81,7 @@ def test_climate_change_signal_error_is_the_mean_absolute_signal_difference(nois
 # --------------------------------------------------------------------------- spectra
 def test_white_noise_has_a_flat_radial_psd(noise):
     psd = M.radial_psd(noise)
-    assert psd.dims == ("wavenumber",) and int(psd.wavenumber[0]) == 1 and psd.size == 23
+    assert psd.dims == ("wavenumber",) and int(psd.wavenumber[0]) == 1 and psd.size == 24  # k = 1 .. 48 // 2
     assert np.all(np.abs(psd.values - 1.0) < 0.15), psd.values  # unit variance -> power 1 at every k
 
 
@@ -92,17 +92,82 @@ def test_smoothing_lowers_high_wavenumbers_and_ralsd_sees_it(noise):
     assert psd_s[0] > 0.3 * psd_n[0]
     d = M.ralsd(smooth, noise)
     assert d > 10.0
-    assert M.ralsd(noise, smooth) == pytest.approx(d, rel=1e-12)  # symmetric
     assert M.ralsd(smooth, noise, reduce="mean_spectrum") > 10.0
 
 
-def test_ralsd_skips_days_without_structure(rain):
-    dry = rain.copy()
-    dry[0] = 0.0  # a day without rain anywhere
-    assert np.isfinite(M.ralsd(rain, dry))
+def test_ralsd_skips_only_steps_with_uniform_truth(rain):
+    """METRICS.md step 5: a dry truth day is skipped; an all-dry *prediction* on a day when it rains is not."""
+    dry_truth = rain.copy()
+    dry_truth[0] = 0.0  # a day without rain anywhere
     rest = slice(1, None)
-    assert M.ralsd(rain, dry) == pytest.approx(M.ralsd(rain.isel(time=rest), dry.isel(time=rest)))
-    assert np.isnan(M.ralsd(dry.isel(time=[0]), dry.isel(time=[0])))
+    assert M.ralsd(rain, dry_truth) == pytest.approx(M.ralsd(rain.isel(time=rest), dry_truth.isel(time=rest)))
+    assert np.isnan(M.ralsd(dry_truth.isel(time=[0]), dry_truth.isel(time=[0])))
+    dry_pred = rain.copy()
+    dry_pred[0] = 0.0  # predicted dry while it rains
+    assert M.ralsd(dry_pred, rain) > 40.0 / rain.sizes["time"]  # that day counts: ~50 dB over 120 days
+    assert M.ralsd(dry_pred.isel(time=rest), rain.isel(time=rest)) == 0.0
+
+
+def _ralsd_by_hand(pred: np.ndarray, truth: np.ndarray) -> float:
+    """The METRICS.md recipe written out loop by loop, for one (y, x) step without invalid cells."""
+    ny, nx = truth.shape
+    size = max(ny, nx)
+
+    def spectrum(a):
+        power = np.abs(np.fft.fft2(a)) ** 2 / (ny * nx)
+        sums, counts = {}, {}
+        for i, fy in enumerate(np.fft.fftfreq(ny)):
+            for j, fx in enumerate(np.fft.fftfreq(nx)):
+                k = int(round(float(np.hypot(fy * size, fx * size))))
+                if 1 <= k <= size // 2:
+                    sums[k] = sums.get(k, 0.0) + power[i, j]
+                    counts[k] = counts.get(k, 0) + 1
+        return np.array([sums[k] / counts[k] for k in sorted(sums)])
+
+    st, sp = spectrum(truth), spectrum(pred)
+    floor = 1e-6 * st.mean()
+    st, sp = np.maximum(st, floor), np.maximum(sp, floor)
+    return float(np.sqrt(np.mean((10 * np.log10(st) - 10 * np.log10(sp)) ** 2)))
+
+
+def test_ralsd_matches_the_reference_recipe_on_a_non_square_grid():
+    rng = np.random.default_rng(3)
+    truth = rng.standard_normal((1, 10, 16))
+    pred = truth + 0.5 * rng.standard_normal((1, 10, 16))
+    assert M.ralsd(pred, truth) == pytest.approx(_ralsd_by_hand(pred[0], truth[0]), rel=1e-10)
+    # a uniform prediction: every bin at the floor, 1e-6 of the truth's mean power
+    flat = np.full_like(truth, 0.3)
+    assert M.ralsd(flat, truth) == pytest.approx(_ralsd_by_hand(flat[0], truth[0]), rel=1e-10)
+    assert 50.0 < M.ralsd(flat, truth) < 70.0
+    # the bins of a non-square grid follow the longer side: k = 1 .. 8, all holding coefficients
+    assert M.radial_psd(truth).wavenumber.values.tolist() == list(range(1, 9))
+
+
+def test_ralsd_fills_masked_cells_with_each_fields_valid_mean():
+    rng = np.random.default_rng(4)
+    truth = rng.standard_normal((3, 12, 12))
+    pred = truth + 0.3 * rng.standard_normal((3, 12, 12))
+    sea = np.zeros((12, 12), bool)
+    sea[:, :4] = True
+    t_masked = truth.copy()
+    t_masked[:, sea] = np.nan  # invalid at every step: filled, not scored
+    p_garbage = pred.copy()
+    p_garbage[:, sea] = 1e6  # whatever the prediction holds there is replaced by its own valid mean
+    expected = []
+    for i in range(3):
+        t_f, p_f = truth[i].copy(), pred[i].copy()
+        t_f[sea], p_f[sea] = truth[i][~sea].mean(), pred[i][~sea].mean()
+        expected.append(_ralsd_by_hand(p_f, t_f))
+    assert M.ralsd(p_garbage, t_masked) == pytest.approx(np.mean(expected), rel=1e-10)
+    # a cell invalid on one step only is invalid for the whole period
+    t_once = t_masked.copy()
+    t_once[1, 5, 5] = np.nan
+    assert M.ralsd(p_garbage, t_once) != pytest.approx(M.ralsd(p_garbage, t_masked), rel=1e-12)
+    # a NaN of the prediction where the truth is valid is an error
+    p_hole = pred.copy()
+    p_hole[0, 6, 6] = np.nan
+    with pytest.raises(ValueError, match="prediction is NaN at 1 cells"):
+        M.ralsd(p_hole, truth)
 
 
 # --------------------------------------------------------------------------- invalid cells

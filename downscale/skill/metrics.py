@@ -50,8 +50,8 @@ __all__ = [
     "wet_day_frequency_abs_bias",
 ]
 
-#: relative floor added to every power spectrum before its logarithm (times the largest power of the day)
-SPECTRUM_EPS = 1e-12
+#: RALSD floors both spectra at this fraction of the step's mean truth power (``../shared/METRICS.md``, step 3)
+SPECTRUM_FLOOR = 1e-6
 
 #: a field: a DataArray with a ``time`` dimension and two spatial ones, or a numpy array ``(time, y, x)``
 Field: TypeAlias = xr.DataArray | np.ndarray
@@ -191,26 +191,27 @@ def wet_day_frequency_abs_bias(
 
 
 # --------------------------------------------------------------------------- spectra
-def _radial_bins(ny: int, nx: int) -> tuple[np.ndarray, int]:
-    """Integer radial wavenumber of every fft2 coefficient, and the largest bin kept.
+def _radial_bins(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer radial wavenumber of every fft2 coefficient, and the bins kept (``../shared/METRICS.md``).
 
-    ``k = round(sqrt(ky^2 + kx^2))`` with ``ky, kx`` the integer wavenumbers (cycles per domain) of
-    ``np.fft.fftfreq(n) * n``.  Bins ``1 .. (max(ny, nx) - 1) // 2`` are kept (the range of pysteps' ``rapsd``,
-    which Harris et al. 2022 use): ``k = 0`` (the spatial mean) is skipped, and so are the corner coefficients
-    beyond half the longer side.
+    The frequencies of both axes are scaled to the longer side, ``L = max(ny, nx)``:
+    ``k = round(hypot(fy * L, fx * L))`` with ``fy, fx`` of ``np.fft.fftfreq`` (cycles per cell), so a bin is
+    one wavelength on either axis of a non-square grid.  Bins ``k = 1 .. L // 2`` that hold at least one
+    coefficient are kept (``k = 0``, the spatial mean, never; empty bins are skipped).
     """
-    ky = np.fft.fftfreq(ny) * ny
-    kx = np.fft.fftfreq(nx) * nx
+    size = max(ny, nx)
+    ky = np.fft.fftfreq(ny) * size
+    kx = np.fft.fftfreq(nx) * size
     k = np.rint(np.hypot(ky[:, None], kx[None, :])).astype(int)
-    return k, (max(ny, nx) - 1) // 2
+    counts = np.bincount(k.ravel(), minlength=size // 2 + 1)[: size // 2 + 1]
+    bins = np.flatnonzero(counts[1:] > 0) + 1
+    return k, bins
 
 
-def _filled(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each day's NaN cells filled with that day's spatial mean of the valid cells; and which days have any."""
-    means = _quiet(np.nanmean, a, axis=(-2, -1))
-    ok = np.isfinite(means)
-    out = np.where(np.isfinite(a), a, np.where(ok, means, 0.0)[:, None, None])
-    return out, ok
+def _filled(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each step's cells outside ``valid`` (``(y, x)``) filled with that step's spatial mean over ``valid``."""
+    means = a[:, valid].mean(axis=1)
+    return np.where(valid[None], a, means[:, None, None])
 
 
 def _power(fields: np.ndarray) -> np.ndarray:
@@ -219,92 +220,109 @@ def _power(fields: np.ndarray) -> np.ndarray:
     return (f.real**2 + f.imag**2) / (fields.shape[-1] * fields.shape[-2])
 
 
-def _radial_average(power: np.ndarray, k: np.ndarray, kmax: int) -> np.ndarray:
-    """``(time, kmax)``: the mean power in each integer-wavenumber bin 1..kmax."""
+def _radial_average(power: np.ndarray, k: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """``(time, len(bins))``: the mean power of the coefficients in each integer-wavenumber bin."""
     flat_k = k.ravel()
-    keep = (flat_k >= 1) & (flat_k <= kmax)
-    counts = np.bincount(flat_k[keep], minlength=kmax + 1)[1:]
-    p = power.reshape(power.shape[0], -1)[:, keep]
-    sums = np.zeros((power.shape[0], kmax + 1))
-    np.add.at(sums.T, flat_k[keep], p.T)  # sums[:, k] += p[:, j] for each kept coefficient j of bin k
-    return sums[:, 1:] / np.maximum(counts, 1)
+    size = int(bins.max(initial=0)) + 1
+    keep = flat_k < size
+    counts = np.bincount(flat_k[keep], minlength=size)
+    sums = np.zeros((power.shape[0], size))
+    np.add.at(sums.T, flat_k[keep], power.reshape(power.shape[0], -1)[:, keep].T)
+    return sums[:, bins] / counts[bins]
 
 
-def _spectra(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Radially averaged spectra ``(time, K)``, the 2-D power maximum of each day (``k = 0`` included), which
-    days have a valid cell, and which days have no spatial structure (every ``k >= 1`` power below
-    ``SPECTRUM_EPS`` times that maximum: a constant field, e.g. a day without rain anywhere)."""
-    filled, ok = _filled(a)
-    power = _power(filled)
-    k, kmax = _radial_bins(*a.shape[-2:])
-    spec = _radial_average(power, k, kmax)
-    peak = power.reshape(power.shape[0], -1).max(axis=1)
-    flat = spec.max(axis=1, initial=0.0) <= SPECTRUM_EPS * peak
-    return spec, peak, ok, flat
+def _spectra(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Radially averaged power spectra ``(time, K)`` of ``a`` with the cells outside ``valid`` filled."""
+    k, bins = _radial_bins(*a.shape[-2:])
+    return _radial_average(_power(_filled(a, valid)), k, bins)
+
+
+def _valid_cells(truth: np.ndarray, mask: Mask, dim: str) -> np.ndarray:
+    """``(y, x)``: where the truth is finite at every scored step (and ``mask``, reduced over time, allows)."""
+    valid = np.isfinite(truth).all(axis=0)
+    if mask is not None:
+        valid &= _mask_array(mask, truth.shape, dim).all(axis=0)
+    return valid
 
 
 def radial_psd(da: Field, mask: Mask = None, *, dim: str = "time") -> xr.DataArray:
-    """Mean over days of the radially averaged power spectrum of ``da``, by integer wavenumber ``k >= 1``.
+    """Mean over steps of the radially averaged power spectrum of ``da``, by integer wavenumber ``k >= 1``.
 
-    Each day: NaN (or masked) cells are filled with that day's spatial mean of the valid cells; the power is
-    ``|fft2(field)|^2 / (ny * nx)`` on the ``(y, x)`` index grid (units of the input squared); it is averaged
-    over the coefficients whose ``round(|k|)`` falls in each bin (see :func:`_radial_bins`).  ``k`` is in cycles
-    per domain along the index grid (grid spacing is not used).  Days without a valid cell are skipped.
+    The cells where ``da`` is not finite at every step (or ``mask`` is False) are filled, at each step, with that
+    step's spatial mean over the other cells; the power is ``|fft2(field)|^2 / (ny * nx)`` on the ``(y, x)``
+    index grid (units of the input squared), averaged over the coefficients whose wavenumber (scaled to the
+    longer side, see :func:`_radial_bins`) falls in each bin.  ``k`` is in cycles per longer side of the domain
+    along the index grid (grid spacing is not used).  The spectrum :func:`ralsd` compares.
     """
-    a, _ = _single(da, mask, dim)
-    spec, _, ok, _ = _spectra(a)
-    mean = spec[ok].mean(axis=0) if ok.any() else np.full(spec.shape[1], np.nan)
+    a, _ = _as_array(da, dim)
+    valid = _valid_cells(a, mask, dim)
+    _, bins = _radial_bins(*a.shape[-2:])
+    if not valid.any() or a.shape[0] == 0:
+        mean = np.full(bins.size, np.nan)
+    else:
+        mean = _spectra(a, valid).mean(axis=0)
     units = _units(da)
     return xr.DataArray(
         mean,
         dims="wavenumber",
-        coords={"wavenumber": np.arange(1, mean.size + 1)},
+        coords={"wavenumber": bins},
         name="radial_psd",
         attrs={"units": f"({units})^2" if units else ""},
     )
 
 
 def _db(spec: np.ndarray, floor: np.ndarray) -> np.ndarray:
-    return 10.0 * np.log10(spec + floor[:, None])
+    return 10.0 * np.log10(np.maximum(spec, floor[:, None]))
 
 
 def ralsd(pred: Field, truth: Field, mask: Mask = None, *, dim: str = "time", reduce: str = "day") -> float:
-    """Radially averaged log-spectral distance, in dB (Harris et al. 2022, with the square root).
+    """Radially averaged log-spectral distance, in dB (Harris et al. 2022), exactly as ``../shared/METRICS.md``.
 
-    For each day, the radially averaged power spectra ``P(k)`` of both fields (as :func:`radial_psd`, with the
-    cells invalid in *either* field filled by each field's own spatial mean of that day) give::
+    Valid cells are those where the truth is finite at every step (and ``mask`` allows); a NaN of the prediction
+    at a valid cell is an error.  For each step:
 
-        RALSD_day = sqrt( mean_k ( 10 log10 P_pred(k) - 10 log10 P_truth(k) )^2 ),   k = 1 .. kmax
+    1. each field's invalid cells are filled with that field's spatial mean over the valid cells;
+    2. the 2-D power ``|FFT|^2`` is radially averaged in integer wavenumber bins ``k = 1 .. max(ny, nx) // 2``
+       (both axes' frequencies scaled to the longer side; empty bins skipped; see :func:`_radial_bins`);
+    3. both spectra are floored at ``SPECTRUM_FLOOR`` (1e-6) times the step's mean truth power (the mean of its
+       radial spectrum over the bins);
+    4. ``RALSD_t = sqrt(mean_k (10 log10 P_truth(k) - 10 log10 P_pred(k))^2)``.
 
-    and the metric is the mean of ``RALSD_day`` over the usable days.  ``k = 0`` (the domain mean) is left out;
-    ``kmax = (max(ny, nx) - 1) // 2``; ``log10`` and the factor 10 make it decibels.  A floor of
-    ``SPECTRUM_EPS`` (1e-12) times the day's largest 2-D power (of either field, ``k = 0`` included) is added to
-    both spectra before the logarithm, so a single empty bin cannot give ``log(0)``.
-
-    Days are skipped when either field has no valid cell, or no spatial structure at all (a constant field, as
-    a day without rain anywhere in the domain): its log-spectrum is undefined, and the floor would turn the
-    day into a ~100 dB outlier that swamps the mean.  NaN when no day is usable.
+    Steps whose **truth** is spatially uniform (a day without rain anywhere) are skipped; a uniform prediction
+    on a step whose truth is not (an all-dry prediction on a day when it rains somewhere) is *not*: the floor
+    makes it count, as it should.  The metric is the mean over the steps kept; NaN when none is.
 
     ``reduce="mean_spectrum"`` instead compares the two time-mean spectra once (as the CORDEX ML-Bench ``psd``
-    + ``ralsd`` diagnostics do); it is much smaller, as day-to-day spectral differences average out.
+    + ``ralsd`` diagnostics do; not the METRICS.md figure): much smaller, as step-to-step differences average out.
     """
     if reduce not in ("day", "mean_spectrum"):
         raise ValueError(f"reduce must be 'day' or 'mean_spectrum', not {reduce!r}")
-    p, t, _ = _pair(pred, truth, mask, dim)
-    sp, maxp, okp, flatp = _spectra(p)
-    st, maxt, okt, flatt = _spectra(t)
-    ok = okp & okt & ~flatp & ~flatt
-    if not ok.any():
+    t, tda = _as_array(truth, dim)
+    p, _ = _as_array(pred, dim, like=tda)
+    if p.shape != t.shape:
+        raise ValueError(f"pred and truth differ in shape: {p.shape} vs {t.shape}")
+    valid = _valid_cells(t, mask, dim)
+    if not valid.any() or t.shape[0] == 0:
         return float("nan")
-    sp, st = sp[ok], st[ok]
-    floor = SPECTRUM_EPS * np.maximum(maxp[ok], maxt[ok])
-    floor = np.where(floor > 0, floor, np.finfo(np.float64).tiny)
+    holes = ~np.isfinite(p[:, valid])
+    if holes.any():
+        raise ValueError(
+            f"the prediction is NaN at {int(holes.any(axis=0).sum())} cells where the truth is valid at every step: "
+            "a prediction must cover the truth's valid cells"
+        )
+    tv = t[:, valid]
+    keep = tv.max(axis=1) > tv.min(axis=1)  # truth not spatially uniform
+    if not keep.any():
+        return float("nan")
+    st = _spectra(t[keep], valid)
+    sp = _spectra(p[keep], valid)
+    floor = SPECTRUM_FLOOR * st.mean(axis=1)
     if reduce == "mean_spectrum":
-        mp, mt = sp.mean(axis=0, keepdims=True), st.mean(axis=0, keepdims=True)
+        mt, mp = st.mean(axis=0, keepdims=True), sp.mean(axis=0, keepdims=True)
         f = np.array([floor.mean()])
-        return float(np.sqrt(np.mean((_db(mp, f) - _db(mt, f)) ** 2)))
-    per_day = np.sqrt(np.mean((_db(sp, floor) - _db(st, floor)) ** 2, axis=1))
-    return float(per_day.mean())
+        return float(np.sqrt(np.mean((_db(mt, f) - _db(mp, f)) ** 2)))
+    per_step = np.sqrt(np.mean((_db(st, floor) - _db(sp, floor)) ** 2, axis=1))
+    return float(per_step.mean())
 
 
 # --------------------------------------------------------------------------- climate change signal
