@@ -12,9 +12,15 @@ import sys
 
 from rich.console import Console
 
-__all__ = ["PlainFormatter", "setup_logging"]
+__all__ = ["PlainFormatter", "setup_logging", "verbosity"]
 
 _MARK = "_downscale_cli_handler"
+_VERBOSE = [0]
+
+
+def verbosity() -> int:
+    """The ``-v`` count of this invocation (0: no tracebacks on the terminal, only one-line errors)."""
+    return _VERBOSE[0]
 
 
 class PlainFormatter(logging.Formatter):
@@ -50,6 +56,7 @@ def setup_logging(console: Console, *, verbose: int = 0, quiet: bool = False) ->
     """Route the ``downscale`` loggers to ``console`` (stderr): Rich on a terminal, plain lines otherwise.
 
     Replaces a handler installed by an earlier call (a test runner invokes the CLI many times in one process)."""
+    _VERBOSE[0] = verbose
     logger = logging.getLogger("downscale")
     for old in [h for h in logger.handlers if getattr(h, _MARK, False)]:
         logger.removeHandler(old)

@@ -7,6 +7,7 @@ and turns library errors into one clean line (exit code 2) instead of a tracebac
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from downscale.cli.logs import setup_logging
+from downscale.cli.logs import setup_logging, verbosity
 
 app = typer.Typer(
     name="downscale",
@@ -47,30 +48,97 @@ def _bar(progress: bool) -> bool:
     return progress and console.is_terminal
 
 
-def _run(fn: Callable[[], Any]) -> Any:
+OVERWRITE = typer.Option(
+    "--overwrite", help="Replace an existing output folder that downscale wrote (never a folder of yours)."
+)
+
+
+def _run(fn: Callable[[], Any], output: Path | None = None) -> Any:
+    """Call ``fn``; bad input (exit 2), faults (exit 1) and an interruption (exit 130) each give one line."""
     from downscale.errors import DownscaleError
 
     try:
         return fn()
     except DownscaleError as exc:
-        console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        _error(str(exc))
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print("interrupted; rerun the same command to resume", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        line = fault_line(exc, output)
+        if line is None or verbosity() > 0:
+            console.print_exception() if console.is_terminal else traceback.print_exc(file=sys.stderr)
+        _error(line or f"internal error {type(exc).__name__}: {exc}; rerun with -v for the traceback")
+        raise typer.Exit(1) from None
+
+
+def _error(text: str) -> None:
+    console.print(f"[bold red]error:[/] {' '.join(text.split())}", markup=True, highlight=False, soft_wrap=True)
+
+
+_RESUME = "rerun the same command to resume"
+
+
+def fault_line(exc: BaseException, output: Path | None = None) -> str | None:
+    """One line for a fault of the machine (disk full, read-only, permission, memory, no GPU), or None."""
+    import errno
+
+    where = getattr(exc, "filename", None) or output
+    at = f"{where}: " if where else ""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        gpu = "GPU " if type(exc).__name__ == "OutOfMemoryError" else ""
+        return (
+            f"out of {gpu}memory ({type(exc).__name__}{': ' + text if text else ''}). Fix: use a smaller "
+            f"train.batch_size (or apply --chunk-days), or a machine with more memory, then {_RESUME}"
+        )
+    if isinstance(exc, OSError):
+        code = exc.errno
+        if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text:
+            return f"{at}no space left on the device (disk full or quota reached). Fix: free space there or choose another -o folder, then {_RESUME}"
+        if code == errno.EROFS:
+            return f"{at}read-only file system. Fix: choose a writable -o folder, then {_RESUME}"
+        if code in (errno.EACCES, errno.EPERM):
+            return (
+                f"{at}permission denied. Fix: choose a folder you may write to, or fix its permissions, then {_RESUME}"
+            )
+        return f"{at}{exc.strerror or text} (errno {code}). Fix: check the path and the disk, then {_RESUME}"
+    if isinstance(exc, (RuntimeError, AssertionError)):
+        if "No space left" in text or "file write failed" in text or "failed writing file" in text:
+            return (
+                f"{at}could not write a file ({text[:200]}); the disk is probably full. Fix: free space, then {_RESUME}"
+            )
+        if "CUDA" in text or "cuda" in text or "NVIDIA driver" in text:
+            return (
+                f"no usable CUDA GPU ({text[:200]}). Fix: run on a machine with a CUDA GPU, or use the CPU "
+                "(--set train.device=cpu)"
+            )
+    return None
 
 
 @app.command()
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the emulator bundle to.")],
+    overwrite: Annotated[bool, OVERWRITE] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a recipe key, e.g. --set train.epochs=8 (repeatable).")
     ] = None,
 ) -> None:
     """Train an emulator from a recipe and write its bundle."""
+    from downscale.outdir import check_output
     from downscale.recipe import load_recipe
     from downscale.train.run import train as train_fn
 
-    result = _run(lambda: train_fn(load_recipe(recipe, overrides), output, progress=_bar(progress), console=console))
+    def run() -> Any:
+        check_output(output, "train", overwrite=overwrite, bundle=True)  # before the recipe's data are globbed
+        return train_fn(
+            load_recipe(recipe, overrides), output, progress=_bar(progress), console=console, overwrite=overwrite
+        )
+
+    result = _run(run, output)
     _print_result(result)
 
 
@@ -149,7 +217,8 @@ def apply(
             on_implausible=on_implausible,
             progress=_bar(progress),
             console=console,
-        )
+        ),
+        output,
     )
     for path in result:
         verb = "kept" if path in result.kept_files else "wrote"
@@ -168,11 +237,12 @@ def regrid(
     grid: Annotated[Path, typer.Option("--grid", help="A file on the target grid (e.g. a GCM file).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the regridded files.")],
     method: Annotated[str, typer.Option(help="bilinear, conservative, area_mean or nearest.")] = "area_mean",
+    overwrite: Annotated[bool, OVERWRITE] = False,
 ) -> None:
     """Regrid files onto another grid, e.g. upscale RCM output to a GCM grid (RCMu)."""
     from downscale.data.regrid_files import regrid_files
 
-    for path in _run(lambda: regrid_files(inputs, grid, output, method=method)):
+    for path in _run(lambda: regrid_files(inputs, grid, output, method=method, overwrite=overwrite), output):
         out.print(f"wrote {path}", soft_wrap=True, highlight=False)
 
 
@@ -181,6 +251,7 @@ def transfer(
     bundle: Annotated[Path, typer.Argument(help="Pretrained emulator bundle.")],
     recipe: Annotated[Path, typer.Argument(help="Transfer recipe YAML file.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the new bundle.")],
+    overwrite: Annotated[bool, OVERWRITE] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
     overrides: Annotated[
         list[str] | None,
@@ -189,16 +260,23 @@ def transfer(
 ) -> None:
     """Fine-tune a pretrained bundle on a new GCM/RCM pair or domain (k-shot: data.shots; zero-shot: days 0)."""
     from downscale.bundle import load_bundle
+    from downscale.outdir import check_output
     from downscale.transfer.run import load_transfer_recipe
     from downscale.transfer.run import transfer as transfer_fn
 
     def run() -> Any:
+        check_output(output, "transfer", overwrite=overwrite, bundle=True)
         parent = load_bundle(bundle)
         return transfer_fn(
-            parent, load_transfer_recipe(recipe, parent, overrides), output, progress=_bar(progress), console=console
+            parent,
+            load_transfer_recipe(recipe, parent, overrides),
+            output,
+            progress=_bar(progress),
+            console=console,
+            overwrite=overwrite,
         )
 
-    result = _run(run)
+    result = _run(run, output)
     _print_result(result)
 
 
@@ -206,6 +284,7 @@ def transfer(
 def evaluate(
     config: Annotated[Path, typer.Argument(help="Evaluation YAML file (emulators, test cases, metrics).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the report.")],
+    overwrite: Annotated[bool, OVERWRITE] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key, e.g. --set figures=false (repeatable).")
@@ -218,8 +297,15 @@ def evaluate(
     command = f"downscale evaluate {config} -o {output}" + "".join(f" --set {o}" for o in overrides or [])
     result = _run(
         lambda: evaluate_fn(
-            config, output, progress=_bar(progress), console=console, overrides=overrides, command=command
-        )
+            config,
+            output,
+            progress=_bar(progress),
+            console=console,
+            overrides=overrides,
+            command=command,
+            overwrite=overwrite,
+        ),
+        output,
     )
     out.print(
         f"{len(result.rows)} scores, {len(result.figures)} figures; report written to "

@@ -6,6 +6,7 @@ next run of the same command removes (:func:`temporary_name` is the one spelling
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -37,11 +38,12 @@ def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException:  # a failed write (disk full, read-only, interrupted) leaves no temporary behind
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # never hide the error that stopped the write
+                tmp.unlink(missing_ok=True)
         raise
 
 

@@ -24,11 +24,24 @@ def regrid_files(
     *,
     method: str = "area_mean",
     suffix: str | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Regrid every input file onto the grid of ``grid_file``; return the files written.
 
-    Output names are the input names with ``_<method>-<grid id>`` before ``.nc``.
+    Output names are the input names with ``_<method>-<grid id>`` before ``.nc``.  ``out_dir`` follows the
+    output contract of :mod:`downscale.outdir` (``overwrite``: rewrite a finished folder of ours).
     """
+    from downscale.outdir import OutputFolder
+
+    with OutputFolder(out_dir, "regrid", overwrite=overwrite) as output:
+        written = _regrid_files(inputs, grid_file, Path(out_dir), method=method, suffix=suffix)
+        output.finish(files=[p.name for p in written])
+    return written
+
+
+def _regrid_files(
+    inputs: Sequence[str | Path], grid_file: str | Path, out_dir: Path, *, method: str, suffix: str | None
+) -> list[Path]:
     from downscale import __version__
     from downscale.data.grids import Grid
     from downscale.data.io import expand_inputs, open_dataset

@@ -253,6 +253,7 @@ def evaluate(
     console: Console | None = None,
     overrides: list[str] | None = None,
     command: str | None = None,
+    overwrite: bool = False,
 ) -> EvaluationResult:
     """Run the evaluation a config (an :class:`~downscale.evaluate.config.EvaluateConfig` or a YAML path)
     describes and write its report to ``out_dir``.  ``command``: the command line that regenerates the
@@ -262,7 +263,29 @@ def evaluate(
     and seconds for each emulator loaded, each test case loaded, predicted, scored and drawn, and the report
     written; a WARNING for each note (a test or a baseline skipped, and why), which also goes into the report.
     Nothing is printed: ``progress=True`` draws a Rich progress bar on ``console`` (default: Rich's console),
-    which the CLI asks for on a terminal."""
+    which the CLI asks for on a terminal.
+
+    ``out_dir`` follows the output contract of :mod:`downscale.outdir`, checked before anything is read: a new
+    or empty folder, an interrupted evaluation's folder (rerun), or with ``overwrite`` a finished one of ours."""
+    from downscale.outdir import OutputFolder
+
+    with OutputFolder(out_dir, "evaluate", overwrite=overwrite) as output:
+        result = _evaluate(
+            config, Path(out_dir), progress=progress, console=console, overrides=overrides, command=command
+        )
+        output.finish(files=[p.name for p in result.files])
+    return result
+
+
+def _evaluate(
+    config: EvaluateConfig | str | Path,
+    out_dir: Path,
+    *,
+    progress: bool,
+    console: Console | None,
+    overrides: list[str] | None,
+    command: str | None,
+) -> EvaluationResult:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from downscale.data.variables import get_spec

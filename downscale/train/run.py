@@ -402,13 +402,41 @@ def train(
     progress: bool = True,
     console: Any = None,
     plan: ScratchPlan | None = None,
+    overwrite: bool = False,
+    verb: str = "train",
 ) -> TrainResult:
     """Train the emulator a recipe describes and write its bundle to ``out_dir``.
 
     ``plan`` (a :class:`downscale.transfer.TransferPlan`, given by ``downscale transfer``) starts the
     model from a pretrained bundle: it picks the normaliser, loads and modifies the model and
     writes the lineage; without one the run starts from scratch.  ``data.shots`` (few-shot days) and
-    ``transfer.sources`` (several pairs or domains in one run) work with and without a plan."""
+    ``transfer.sources`` (several pairs or domains in one run) work with and without a plan.
+
+    ``out_dir`` follows the output contract of :mod:`downscale.outdir` (checked before anything is read): a
+    new path, an empty folder, or a folder of ours -- an interrupted run of the same ``verb`` resumes from
+    ``<out_dir>.ckpt/``, anything else of ours is replaced only with ``overwrite``."""
+    from downscale.outdir import OutputFolder, check_companion
+    from downscale.train import distributed as dist
+    from downscale.train.checkpoint import checkpoint_folder
+
+    out = Path(out_dir)
+    main = dist.is_main()
+    if main:  # the folders this run writes and deletes beside the bundle
+        check_companion(checkpoint_folder(out), suffixes=(".pt",))
+        check_companion(out.with_name(f".{out.name}.old"), bundle=True)
+    with OutputFolder(out, verb, overwrite=overwrite, bundle=True, enabled=main) as output:
+        return _train(recipe, out, output, progress=progress, console=console, plan=plan)
+
+
+def _train(
+    recipe: Recipe | str | Path,
+    out_dir: Path,
+    output: Any,
+    *,
+    progress: bool,
+    console: Any,
+    plan: ScratchPlan | None,
+) -> TrainResult:
     import torch
 
     from downscale.bundle import save_bundle
@@ -445,6 +473,7 @@ def train(
     scores = score_bundle(recipe, data, bundle)
     bundle_id = save_bundle(out_dir, bundle)
     write_history(out_dir, fit.history_rows())  # training_log.csv and .json
+    output.finish(bundle_id=bundle_id)
     tracker.finish(out_dir)
     store.remove()
     seconds = time.perf_counter() - t_start

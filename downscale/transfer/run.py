@@ -36,20 +36,24 @@ def transfer(
     *,
     progress: bool = True,
     console: Any = None,
+    overwrite: bool = False,
 ) -> Any:
     """Fine-tune (or, with ``data.shots.days: 0``, zero-shot) the bundle at ``bundle`` on the data of ``recipe``.
 
     Returns the :class:`~downscale.train.run.TrainResult` of the new bundle, whose ``lineage``
     records the parent bundle, the keys transferred and skipped, the frozen modules and the
-    k-shot dates.
+    k-shot dates.  ``out_dir`` follows the output contract of :mod:`downscale.outdir` (``overwrite``: replace
+    a folder of ours), checked before the parent bundle is read.
     """
     from downscale.bundle import Bundle, load_bundle
+    from downscale.outdir import check_output
     from downscale.recipe import Recipe
     from downscale.train.run import train
     from downscale.transfer.plan import TransferPlan
 
+    check_output(out_dir, "transfer", overwrite=overwrite, bundle=True)
     parent = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     if not isinstance(recipe, Recipe):
         recipe = load_transfer_recipe(recipe, parent)
     plan = TransferPlan(parent, recipe.transfer)
-    return train(recipe, out_dir, progress=progress, console=console, plan=plan)
+    return train(recipe, out_dir, progress=progress, console=console, plan=plan, overwrite=overwrite, verb="transfer")
