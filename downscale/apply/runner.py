@@ -125,17 +125,21 @@ def downscale_files(
     from downscale.data.grids import Grid
     from downscale.data.io import expand_inputs, open_dataset
     from downscale.emulator import load
+    from downscale.emulator.runtime import check_options
 
     if on_implausible not in ("error", "warn"):
         raise DataError("unknown --on-implausible choice", found=on_implausible, expected="error or warn")
-    if mode not in ("mean", "sample"):
-        raise DataError("unknown --mode", found=mode, expected="mean or sample")
-    if members is not None and members < 1:
-        raise DataError("--members must be at least 1", found=members)
+    # every option before the bundle or any input is read
+    opts = check_options(members=members, mode=mode, seed=seed, halo=halo, chunk_days=chunk_days, cli=True)
+    members, seed = opts["members"], opts["seed"]
     warn = warn or logger.warning
     emu = load(bundle)
     bundle_path = Path(bundle).resolve()
     out_dir = Path(out_dir)
+    chunk_days = opts["chunk_days"] if opts["chunk_days"] is not None else int(emu.meta.apply.chunk_days)
+    halo = emu.default_halo() if opts["halo"] is None else opts["halo"]
+    # one chunk in memory at a time (the next one's predictors are read meanwhile): refuse what cannot fit
+    emu.check_memory(chunk_days * steps_per_day(emu.meta.frequency), members, cli=True, what=" for one chunk")
     if target_grid is not None:
         grid = Grid.from_dataset(open_dataset(target_grid), file=target_grid)
         if grid.id != emu.fine_grid.id:
@@ -146,12 +150,6 @@ def downscale_files(
                 expected=emu.fine_grid.describe(),
                 fix="use an emulator trained for this grid, or regrid its output afterwards",
             )
-    chunk_days = int(chunk_days or emu.meta.apply.chunk_days)
-    if chunk_days < 1:
-        raise DataError("--chunk-days must be at least 1", found=chunk_days)
-    halo = emu.default_halo() if halo is None else float(halo)
-    if halo < 0:
-        raise DataError("--halo must not be negative", found=halo)
     _check_writable(out_dir)
     projections = scan(expand_inputs(inputs), emu.predictors, emulator=emu, halo=halo)
     for p in projections:

@@ -12,9 +12,12 @@ the emulator's coarse grid or on a rectilinear grid that covers it.
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -25,9 +28,151 @@ from downscale.data.grids import Grid
 from downscale.data.regrid.base import Regridder
 from downscale.emulator.lineage import describe_lineage
 from downscale.emulator.postprocess import apply_wet_day_thresholds
+from downscale.emulator.sanity import check_on_implausible, check_output
 from downscale.errors import DataError
 
-__all__ = ["Emulator", "EmulatorRef", "cached_emulator", "load"]
+__all__ = ["Emulator", "EmulatorRef", "available_memory", "cached_emulator", "check_options", "load"]
+
+#: seeds are 63-bit non-negative integers (torch generators take at most 64 bits; each block derives its own)
+SEED_LIMIT = 2**63
+_GiB = float(1 << 30)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_options(
+    *,
+    members: Any = None,
+    mode: Any = "mean",
+    seed: Any = 0,
+    halo: Any = None,
+    chunk_days: Any = None,
+    batch_size: Any = None,
+    cli: bool = False,
+) -> dict[str, Any]:
+    """Validate the options of :meth:`Emulator.downscale`/:meth:`Emulator.predict` and ``downscale apply`` before
+    any work; returns them normalised (Python ints and floats).  ``cli``: name them as options (``--chunk-days``)."""
+
+    def name(arg: str) -> str:
+        return f"--{arg.replace('_', '-')}" if cli else f"argument '{arg}'"
+
+    def whole(arg: str, value: Any, fix: str, low: int = 1, high: int | None = None) -> int:
+        if not _is_int(value) or value < low or (high is not None and value >= high):
+            what = "not a whole number" if not _is_int(value) else "out of range"
+            limits = f">= {low}" if high is None else f"{low} <= {arg} < 2**63"
+            raise DataError(
+                f"{name(arg)} is {what}",
+                found=f"{value!r} ({type(value).__name__})",
+                expected=f"an integer {limits}",
+                fix=fix,
+            )
+        return int(value)
+
+    out: dict[str, Any] = {}
+    if members is not None:
+        out["members"] = whole("members", members, "give a whole number of ensemble members, 1 or more")
+    else:
+        out["members"] = None
+    if not isinstance(mode, str) or mode not in ("mean", "sample"):
+        raise DataError(
+            f"{name('mode')} is not a known mode",
+            found=repr(mode),
+            expected="'mean' or 'sample'",
+            fix="use mode 'mean' (each head's expectation) or 'sample' (a draw)",
+        )
+    out["mode"] = mode
+    out["seed"] = whole("seed", seed, "give an integer seed, e.g. 0 or 1234", low=0, high=SEED_LIMIT)
+    if halo is not None:
+        real = isinstance(halo, (int, float, np.integer, np.floating)) and not isinstance(halo, (bool, np.bool_))
+        if not real or not math.isfinite(float(halo)) or float(halo) < 0:
+            raise DataError(
+                f"{name('halo')} is not a finite non-negative number of degrees",
+                found=repr(halo),
+                expected="a number >= 0 (degrees of margin read around the domain)",
+                fix="give e.g. 0 or 3.0, or leave it unset for the recipe's apply.halo (else two coarse cells)",
+            )
+        out["halo"] = float(halo)
+    else:
+        out["halo"] = None
+    if chunk_days is not None:
+        out["chunk_days"] = whole("chunk_days", chunk_days, "give a whole number of days per chunk, 1 or more")
+    else:
+        out["chunk_days"] = None
+    if batch_size is not None:
+        out["batch_size"] = whole("batch_size", batch_size, "give a whole number of steps per batch, 1 or more")
+    return out
+
+
+def available_memory() -> int:
+    """Bytes of memory available: psutil's ``available`` when installed, else the physical memory."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is usually there
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return int(psutil.virtual_memory().available)
+
+
+def _as_datasets(ds: Any) -> list[xr.Dataset]:
+    """The input(s) of :meth:`Emulator.coarse_fields` as datasets: a Dataset, a named DataArray, or a list."""
+    items = list(ds) if isinstance(ds, (list, tuple)) else [ds]
+    out = []
+    for item in items:
+        if isinstance(item, xr.Dataset):
+            out.append(item)
+        elif isinstance(item, xr.DataArray):
+            if item.name is None:
+                raise DataError(
+                    "the input is a DataArray without a name",
+                    found=f"an unnamed DataArray of dims {tuple(map(str, item.dims))}",
+                    expected="a DataArray named after its predictor, or a Dataset of the predictors",
+                    fix="name it after the predictor it holds, e.g. da.rename('tas')",
+                )
+            out.append(item.to_dataset())
+        else:
+            raise DataError(
+                "the input is not an xarray Dataset",
+                found=type(item).__name__,
+                expected="an xr.Dataset of the predictors with time and grid coordinates (or a named DataArray, or a list of them)",
+                fix="open the files with xarray.open_mfdataset(...); numpy arrays in canonical units go to Emulator.predict",
+            )
+    return out
+
+
+def _check_time(da: xr.DataArray, name: str, where: str | None) -> None:
+    """A predictor must have a non-empty time axis of dates (numpy datetime64 or cftime)."""
+    if "time" not in da.dims or "time" not in da.coords:
+        raise DataError(
+            "the predictor has no time coordinate",
+            file=where,
+            variable=name,
+            found=f"dims {tuple(map(str, da.dims))}",
+            expected="a 'time' dimension with a time coordinate",
+            fix="give data with a time axis; for a single step use ds.expand_dims(time=[stamp])",
+        )
+    values = np.asarray(da["time"].values)
+    if values.size == 0:
+        raise DataError(
+            "the predictor has no time steps",
+            file=where,
+            variable=name,
+            found="0 time steps",
+            expected="at least one",
+            fix="check the period selected from the input",
+        )
+    dated = np.issubdtype(values.dtype, np.datetime64) or (
+        values.dtype == object and all(hasattr(v, "calendar") and hasattr(v, "year") for v in values.flat[:1])
+    )
+    if not dated:
+        raise DataError(
+            "the time coordinate does not hold dates",
+            file=where,
+            variable=name,
+            found=f"{values.dtype} values such as {values.flat[0]!r}",
+            expected="datetime64 or cftime dates",
+            fix="decode the times (xr.open_dataset(..., decode_times=True)) or give the time coordinate its units and calendar",
+        )
 
 
 class Emulator:
@@ -68,6 +213,11 @@ class Emulator:
         )
         self.model.load_state_dict(bundle.weights, strict=True)
         self.model.eval()
+        # the widest layer: a rough measure of the activations of one forward pass (see memory_needed)
+        widths = [
+            int(getattr(m, "out_channels", 0) or getattr(m, "out_features", 0) or 0) for m in self.model.modules()
+        ]
+        self._widest = max([self.criterion.out_channels, *widths])
         self.device = torch.device("cpu")
         static = bundle.arrays.get("static")
         if static is not None and len(self.static_names):
@@ -135,7 +285,11 @@ class Emulator:
         return float(2.0 * max(np.abs(np.diff(b[0])).mean(), np.abs(np.diff(b[1])).mean()))
 
     def coarse_fields(
-        self, ds: xr.Dataset | Sequence[xr.Dataset], *, file: str | None = None, halo: float | None = None
+        self,
+        ds: xr.Dataset | xr.DataArray | Sequence[xr.Dataset | xr.DataArray],
+        *,
+        file: str | None = None,
+        halo: float | None = None,
     ) -> xr.DataArray:
         """The predictors of ``ds`` in canonical units on the coarse grid, as (time, channel, y, x); lazy.
 
@@ -147,7 +301,9 @@ class Emulator:
 
         ``ds`` may also be several datasets, one per input grid: a single ``xr.Dataset`` cannot hold predictors
         on two grids whose dimensions share names (xarray aligns them onto the union of the coordinates and pads
-        each with NaN).  Each predictor is taken from the first dataset that holds it.
+        each with NaN).  Each predictor is taken from the first dataset that holds it.  A named ``xr.DataArray``
+        is taken as ``da.to_dataset()``.  Anything else, a predictor without a time axis of dates or with no
+        steps, is a one-line :class:`~downscale.errors.DataError`.
         """
         from downscale.data.calendar import time_bounds
         from downscale.data.grids import Grid
@@ -155,15 +311,20 @@ class Emulator:
         from downscale.data.region import check_input_grid, read_halo, subset_region
         from downscale.data.units import to_canonical
 
-        datasets = [ds] if isinstance(ds, xr.Dataset) else list(ds)
+        datasets = _as_datasets(ds)
         if not datasets:
             raise DataError("no input dataset", fix="give the dataset(s) holding the predictors")
-        halo = self.default_halo() if halo is None else float(halo)
+        halo = check_options(halo=halo)["halo"]
+        halo = self.default_halo() if halo is None else halo
+        found = {}
+        for name in self.predictors:
+            da = _find_predictor(datasets, name, file)
+            _check_time(da, name, file or (da.attrs.get("source_files") or [None])[0])
+            found[name] = da
         bounds = next((b for b in map(time_bounds, datasets) if b is not None), None)
         frequency = next((d.attrs["frequency"] for d in datasets if d.attrs.get("frequency")), None)
         fields = {}
-        for name in self.predictors:
-            da = _find_predictor(datasets, name, file)
+        for name, da in found.items():
             where = file or (da.attrs.get("source_files") or [None])[0]
             grid = Grid.from_dataset(da, file=where)
             check_input_grid(grid, self.coarse_grid, halo, file=where, variable=name)
@@ -192,6 +353,43 @@ class Emulator:
         kwargs = self.meta.model.kwargs
         return any(int(kwargs.get(k, 0) or 0) > 0 for k in ("n_noise", "noise_maps"))
 
+    def memory_needed(self, steps: int, members: int | None = None, batch_size: int = 64) -> int:
+        """Bytes needed, roughly, to predict ``steps`` time steps with ``members`` members at once: the outputs
+        (float32, every target on the fine grid, twice when a validity mask is applied), the raw outputs of a
+        batch and their reading by the heads, the activations of the model (its widest layer on the fine grid, a
+        few tensors alive at a time) and the checks of the output."""
+        h, w = self.fine_grid.shape
+        m = members or 1
+        cells = 4 * h * w  # one float32 field
+        out = steps * m * len(self.targets) * cells * (2 if self.valid_mask is not None else 1)
+        batch = min(batch_size, max(steps, 1))
+        raw = 3 * batch * m * self.criterion.out_channels * cells
+        activations = 4 * batch * self._widest * cells
+        checks = 2 * steps * m * cells
+        return int(out + raw + activations + checks)
+
+    def check_memory(
+        self, steps: int, members: int | None = None, batch_size: int = 64, *, cli: bool = False, what: str = ""
+    ) -> None:
+        """Refuse, with one line, a computation that :meth:`memory_needed` says cannot fit in the memory
+        available (:func:`available_memory`)."""
+        need, have = self.memory_needed(steps, members, batch_size), available_memory()
+        if need <= have:
+            return
+        h, w = self.fine_grid.shape
+        fix = (
+            "use --chunk-days N with a smaller N, or fewer --members"
+            if cli
+            else "downscale fewer time steps at once (a smaller chunk_days, or predict on slices of x) or use fewer members"
+        )
+        raise DataError(
+            f"not enough memory{what}: {steps} time steps x {members or 1} member(s) x {len(self.targets)} "
+            f"target(s) on the {h}x{w} fine grid need about {need / _GiB:.1f} GiB",
+            found=f"{have / _GiB:.1f} GiB available",
+            expected=f"at least {need / _GiB:.1f} GiB",
+            fix=fix,
+        )
+
     def predict(
         self,
         x: np.ndarray,
@@ -201,13 +399,71 @@ class Emulator:
         mode: str = "mean",
         batch_size: int = 64,
         seed: int = 0,
+        on_implausible: str = "raise",
     ) -> np.ndarray:
         """The model on canonical-unit arrays: x [T, C, h, w] → [T, V, H, W] in canonical units,
         or [T, members, V, H, W] when ``members`` is given (one forward pass per member).
 
         ``mode`` reads each head's prediction: ``mean`` (expectation) or ``sample`` (a draw,
         e.g. from a Bernoulli-gamma head).  ``seed`` makes noise and draws reproducible.
+        Every argument is checked first (one-line :class:`~downscale.errors.DataError`), and so is the memory
+        the outputs need; the outputs get the checks of ``downscale apply`` (NaN where the grid is valid,
+        negative precipitation, values outside the bundle's plausible ranges): ``on_implausible="raise"`` (the
+        first violation, one line) or ``"warn"`` (one warning per violation).
         """
+        opts = check_options(members=members, mode=mode, seed=seed, batch_size=batch_size)
+        how = check_on_implausible(on_implausible)
+        x, f = self._check_arrays(x, f)
+        self.check_memory(len(x), opts["members"], opts["batch_size"])
+        y = self._predict(
+            x, f, members=opts["members"], mode=opts["mode"], batch_size=opts["batch_size"], seed=opts["seed"]
+        )
+        check_output(self, y, None, how)
+        return y
+
+    def _check_arrays(self, x: Any, f: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``x`` [T, C, h, w] and ``f`` [T, F] as float32 arrays of the shapes this emulator takes, or one line."""
+        expected_x = f"[time, {len(self.predictors)} predictors ({', '.join(self.predictors)}), {self.coarse_grid.shape[0]}, {self.coarse_grid.shape[1]}]"
+        n_f = int(self.meta.model.n_forcings)
+        try:
+            xa = np.asarray(x, dtype=np.float32)
+            fa = np.asarray(f, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise DataError(
+                "predict takes numeric arrays",
+                found=f"x {type(x).__name__}, f {type(f).__name__}",
+                expected=f"x {expected_x} and f [time, {n_f}] in canonical units",
+                fix="give numpy arrays (Emulator.coarse_fields(ds).values gives x; Emulator.downscale takes a Dataset)",
+            ) from None
+        if xa.ndim != 4 or xa.shape[1] != len(self.predictors) or tuple(xa.shape[2:]) != tuple(self.coarse_grid.shape):
+            raise DataError(
+                "predict: x has the wrong shape",
+                found=str(list(xa.shape)),
+                expected=expected_x,
+                fix="regrid and stack the predictors with Emulator.coarse_fields(ds), or call Emulator.downscale(ds)",
+            )
+        if fa.ndim == 1 and n_f == 0 and fa.size == 0:
+            fa = np.zeros((len(xa), 0), np.float32)
+        if fa.ndim != 2 or fa.shape != (len(xa), n_f):
+            raise DataError(
+                "predict: the forcings f have the wrong shape",
+                found=str(list(fa.shape)),
+                expected=f"[{len(xa)}, {n_f}] (one row of the forcings {', '.join(self.forcings) or '(none)'} per time step of x)",
+                fix="compute them with downscale.data.forcings.compute_forcings(time, emu.forcings, scenario)",
+            )
+        return xa, fa
+
+    def _predict(
+        self,
+        x: np.ndarray,
+        f: np.ndarray,
+        *,
+        members: int | None = None,
+        mode: str = "mean",
+        batch_size: int = 64,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """:meth:`predict` without the checks (its arguments are valid)."""
         import torch
 
         from downscale.data.variables import get_spec
@@ -243,7 +499,7 @@ class Emulator:
 
     def downscale(
         self,
-        ds: xr.Dataset,
+        ds: xr.Dataset | xr.DataArray | Sequence[xr.Dataset | xr.DataArray],
         *,
         scenario: str | None = None,
         members: int | None = None,
@@ -252,6 +508,7 @@ class Emulator:
         seed: int = 0,
         file: str | None = None,
         halo: float | None = None,
+        on_implausible: str = "raise",
     ) -> xr.Dataset:
         """Downscale ``ds`` (coarse predictors) to a LAZY ``xr.Dataset`` on the fine grid.
 
@@ -260,9 +517,13 @@ class Emulator:
         their steps: 24 a day for an hourly emulator) of the coarse predictors, each running :meth:`predict`.  Compute the variables together
         (``fine.load()``, ``fine.to_netcdf(...)``), not one by one, or each block is predicted once per variable.
 
+        ``ds``: an ``xr.Dataset`` (or a named ``xr.DataArray``, or a list of them, one per input grid).
         ``members``: an ensemble of that many members (a ``member`` dimension), one forward pass each
         (stochastic models); ``mode``: ``mean`` or ``sample`` (see :meth:`predict`); ``seed``: each block is
         seeded from ``seed`` and the index of its first day.  ``halo``: see :meth:`coarse_fields`.
+        ``on_implausible``: each computed block gets the checks of ``downscale apply``: ``raise`` (one line,
+        when the block is computed) or ``warn``.  Every argument, and the memory one block needs, is checked
+        before anything is read (one-line :class:`~downscale.errors.DataError`).
         """
         import dask.array as dsa
 
@@ -270,16 +531,24 @@ class Emulator:
         from downscale.data.io import check_frequency, steps_per_day
         from downscale.data.variables import get_spec
 
-        if chunk_days < 1:
-            raise DataError("chunk_days must be at least 1", found=chunk_days, fix="use a positive number of days")
-        if members is not None and members < 1:
-            raise DataError("members must be at least 1", found=members, fix="use --members 1 or more")
-        x = self.coarse_fields(ds, file=file, halo=halo)
-        time = x["time"]
-        check_frequency(time, self.meta.frequency, file=file or (x.attrs.get("source_files") or [None])[0])
-        f = compute_forcings(time, self.forcings, self._scenario(ds, scenario), longitude=self.meta.forcing_longitude)
-        n = time.size
+        opts = check_options(members=members, mode=mode, seed=seed, halo=halo, chunk_days=chunk_days)
+        how = check_on_implausible(on_implausible)
+        if scenario is not None and not isinstance(scenario, str):
+            raise DataError(
+                "argument 'scenario' is not a name", found=repr(scenario), fix="give e.g. 'rcp85', or leave it unset"
+            )
+        members, mode, seed, chunk_days = opts["members"], opts["mode"], opts["seed"], opts["chunk_days"]
+        datasets = _as_datasets(ds)
         steps = chunk_days * steps_per_day(self.meta.frequency)  # time steps per block (24 a day for hourly)
+        x = self.coarse_fields(datasets, file=file, halo=opts["halo"])
+        time = x["time"]
+        self.check_memory(min(steps, time.size), members, what=" for one block of downscale()")
+        check_frequency(time, self.meta.frequency, file=file or (x.attrs.get("source_files") or [None])[0])
+        first = datasets[0]
+        f = compute_forcings(
+            time, self.forcings, self._scenario(first, scenario), longitude=self.meta.forcing_longitude
+        )
+        n = time.size
         if x.chunks is None:
             xd = dsa.from_array(np.asarray(x.values), chunks=(steps, -1, -1, -1), name=False)
         else:
@@ -314,6 +583,7 @@ class Emulator:
             mode=mode,
             seed=seed,
             file=file,
+            check=how,
         )
         dims = ("time", "member") if members else ("time",)
         coords = {"time": time, **({"member": _member_coord(members)} if members else {})}
@@ -328,9 +598,9 @@ class Emulator:
             values = y[:, :, v] if members else y[:, 0, v]
             data_vars[name] = self.fine_grid.wrap(values, name, leading=dims, coords=coords, attrs=attrs)
         result = self.fine_grid.to_dataset(data_vars)
-        if "time" in ds.coords and "time" in ds["time"].encoding:
+        if "time" in first.coords and "time" in first["time"].encoding:
             result["time"].encoding.update(
-                {k: ds["time"].encoding[k] for k in ("units", "calendar") if k in ds["time"].encoding}
+                {k: first["time"].encoding[k] for k in ("units", "calendar") if k in first["time"].encoding}
             )
         result.attrs.update(
             {
@@ -439,16 +709,22 @@ def _downscale_block(
     mode: str,
     seed: int,
     file: str | None,
+    check: str | None = None,
 ) -> np.ndarray:
-    """The per-block computation: [T, C, h, w] -> [T, members, V, H, W] (see Emulator.downscale_block)."""
+    """The per-block computation: [T, C, h, w] -> [T, members, V, H, W] (see Emulator.downscale_block);
+    ``check``: the output checks of the Python API (``raise``/``warn``; None: the caller checks, as apply)."""
     emu = emulator.get() if isinstance(emulator, EmulatorRef) else emulator
     if len(x) == 0:
         return np.empty((0, members, len(emu.targets), *emu.fine_grid.shape), np.float32)
     xb = np.asarray(x, np.float32)
     start = int(index[0])
     _check_finite_inputs(xb, time, emu.predictors, file)
-    # the seed of each block depends on its first day only
-    return emu.predict(xb, np.asarray(f, np.float32), members=members, mode=mode, seed=seed * 1_000_003 + start)
+    # the seed of each block depends on its first day only (kept below 2**63: torch generators take 64 bits)
+    block_seed = (seed * 1_000_003 + start) % SEED_LIMIT
+    y = emu._predict(xb, np.asarray(f, np.float32), members=members, mode=mode, seed=block_seed)
+    if check is not None:
+        check_output(emu, y if y.shape[1] > 1 else y[:, 0], time, check, file=file)
+    return y
 
 
 def _find_predictor(datasets: Sequence[xr.Dataset], name: str, file: str | None) -> xr.DataArray:

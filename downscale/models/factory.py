@@ -49,7 +49,45 @@ def check_model_options(name: str, kwargs: dict[str, Any]) -> Callable[..., nn.M
             expected=f"one of {', '.join(valid)}",
             fix=f"did you mean '{near}'?" if near else "remove it from the model section",
         )
+    for key, value in kwargs.items():
+        _check_size(name, key, value, params[key].default)
     return cls
+
+
+#: options that count things and may be 0 (no noise, no extra blocks or stages); every other whole-number
+#: option whose default is positive is a size (a width, a number of channels or heads, a window) and must be >= 1
+_MAY_BE_ZERO = frozenset({"n_noise", "noise_maps", "coarse_blocks", "fine_blocks", "up_stages", "depth"})
+
+
+def _check_size(model: str, key: str, value: Any, default: Any) -> None:
+    """Whole-number options: integers, >= 0 for counts and >= 1 for sizes; a tuple of sizes: each >= 1."""
+    if value is None or isinstance(default, bool) or default is inspect.Parameter.empty:
+        return
+    if isinstance(default, int):
+        low = 0 if key in _MAY_BE_ZERO or default == 0 else 1
+        values, what = [value], f"an integer >= {low}"
+    elif isinstance(default, tuple) and default and all(isinstance(d, int) for d in default):
+        low, what = 1, "a list of integers >= 1"
+        values = list(value) if isinstance(value, (list, tuple)) and value else [None]
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value >= 0
+        if not ok or (default > 0 and value == 0 and key not in ("drop_path",)):
+            raise RecipeError(
+                f"model '{model}': option '{key}' must be a positive number",
+                found=repr(value),
+                expected=f"a number > 0 (default {default})",
+                fix=f"set model.{key} to a positive value, or remove it for the default",
+            )
+        return
+    else:
+        return
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values):
+        raise RecipeError(
+            f"model '{model}': option '{key}' must be {what}",
+            found=repr(value),
+            expected=f"{what} (default {default!r})",
+            fix=f"set model.{key} to {low if low else 0} or more, or remove it for the default",
+        )
 
 
 def create_model(
