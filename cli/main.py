@@ -67,7 +67,7 @@ def _run(fn: Callable[[], Any], output: Path | None = None) -> Any:
         raise typer.Exit(130) from None
     except Exception as exc:
         line = fault_line(exc, output)
-        if line is None or verbosity() > 0:
+        if verbosity() > 0:
             console.print_exception() if console.is_terminal else traceback.print_exc(file=sys.stderr)
         _error(line or f"internal error {type(exc).__name__}: {exc}; rerun with -v for the traceback")
         raise typer.Exit(1) from None
