@@ -16,9 +16,9 @@ Format history:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, ValidationError
 
 from downscale.data.grids import Grid
 from downscale.data.normalise import Normaliser
@@ -30,6 +30,7 @@ __all__ = [
     "FORMAT_VERSION",
     "BundleMeta",
     "GridsMeta",
+    "Manifest",
     "ModelMeta",
     "TrainingMeta",
     "VariableMeta",
@@ -226,3 +227,52 @@ def parse_meta(data: Any, *, file: Any = None) -> BundleMeta:
             file=file,
             fix="re-create the bundle with 'downscale train' (bundle.json must not be edited by hand)",
         ) from None
+
+
+#: the files every bundle has (the optimiser state is optional)
+REQUIRED_FILES = ("bundle.json", "weights.safetensors", "arrays.safetensors")
+
+_FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")]
+_Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Manifest(RootModel[dict[_FileName, _Sha256]]):
+    """``MANIFEST.json``: file name (in the bundle folder) -> sha256; the bundle id is the hash of this file."""
+
+    @property
+    def files(self) -> dict[str, str]:
+        return dict(self.root)
+
+
+def parse_manifest(data: Any, *, file: Any = None) -> Manifest:
+    """The :class:`Manifest` of a ``MANIFEST.json`` object, or a one-line :class:`BundleError`."""
+    fix = "use an unmodified copy of the bundle, or re-create it with 'downscale train'"
+    if not isinstance(data, dict):
+        raise BundleError(
+            "bundle manifest is not a mapping of file names to checksums",
+            file=file,
+            found=f"a JSON {type(data).__name__}",
+            expected='{"bundle.json": "<sha256>", ...}',
+            fix=fix,
+        )
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise BundleError(
+            f"bundle manifest does not validate: '{where}': {first['msg']}",
+            file=file,
+            expected="file names mapped to sha256 hex digests",
+            fix=fix,
+        ) from None
+    missing = [n for n in REQUIRED_FILES if n not in manifest.root]
+    if missing:
+        raise BundleError(
+            f"bundle manifest has no entry for {', '.join(missing)}",
+            file=file,
+            found=", ".join(sorted(manifest.root)) or "no entries",
+            expected=", ".join(REQUIRED_FILES),
+            fix=fix,
+        )
+    return manifest

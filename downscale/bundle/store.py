@@ -8,7 +8,11 @@ A bundle is a folder::
     arrays.safetensors   static fields, validity mask and other arrays
     optimizer.safetensors  optional (``train.save_optimizer``): the optimiser's state at the end of
                          training, for ``downscale transfer`` with ``loading: resume``
-    MANIFEST.json        sha256 of each file above; its own hash is the bundle id
+    MANIFEST.json        sha256 of each file above (a :class:`~downscale.bundle.meta.Manifest`); its own
+                         hash is the bundle id.  It covers every file of the folder: a listed file that is
+                         missing or changed, or a file that is not listed, is refused (the training records
+                         ``training_log.csv``/``.json`` and the output-folder records ``.downscale-output.*``,
+                         written beside the bundle after it, excepted)
 
 Loading never unpickles: safetensors plus JSON only.  A missing or edited file,
 or a bundle written by a newer format than this code reads, is refused.
@@ -27,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from downscale.bundle.meta import FORMAT_VERSION, BundleMeta, parse_meta
+from downscale.bundle.meta import FORMAT_VERSION, BundleMeta, parse_manifest, parse_meta
 from downscale.errors import BundleError
 
 __all__ = ["Bundle", "load_bundle", "save_bundle"]
@@ -38,6 +42,10 @@ _ARRAYS = "arrays.safetensors"
 _OPTIMIZER = "optimizer.safetensors"
 _MANIFEST = "MANIFEST.json"
 _FILES = (_META, _WEIGHTS, _ARRAYS)
+#: written beside the bundle by ``downscale train`` after the bundle itself (downscale.tracking) and the
+#: output-folder records of the verbs (``.downscale-output.json``/``.lock``): not listed in the manifest
+_RECORDS = ("training_log.csv", "training_log.json")
+_RECORD_PREFIX = ".downscale-output"
 
 
 @dataclass
@@ -132,14 +140,23 @@ def load_bundle(path: str | Path, *, map_location: str = "cpu") -> Bundle:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BundleError("bundle manifest is not valid JSON", file=manifest_path, fix="re-create the bundle") from None
-    if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
+    files = tuple(parse_manifest(manifest, file=manifest_path).files)
+    unlisted = sorted(
+        p.name
+        for p in path.iterdir()
+        if p.name not in files
+        and p.name != _MANIFEST
+        and p.name not in _RECORDS
+        and not p.name.startswith(_RECORD_PREFIX)
+    )
+    if unlisted:
         raise BundleError(
-            "bundle manifest is not a mapping of file names to checksums",
-            file=manifest_path,
-            found=type(manifest).__name__,
-            fix="use an unmodified copy of the bundle, or re-create it",
+            f"bundle folder holds {'a file' if len(unlisted) == 1 else 'files'} its manifest does not list",
+            file=path / unlisted[0],
+            found=", ".join(unlisted[:5]) + (" ..." if len(unlisted) > 5 else ""),
+            expected=f"only the files of {_MANIFEST}: {', '.join(sorted(files))}",
+            fix="remove what was added to the bundle folder, or use an unmodified copy of the bundle",
         )
-    files = (*_FILES, _OPTIMIZER) if _OPTIMIZER in manifest else _FILES
     for name in files:
         file = path / name
         if not file.is_file():
