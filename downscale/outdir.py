@@ -1,7 +1,8 @@
 """The output contract of every verb that writes a folder (``train``, ``transfer``, ``evaluate``, ``regrid``).
 
 ``-o PATH`` must name a new path, an empty folder, or a folder this tool wrote: one that holds its marker
-``.downscale-output.json`` (verb, times, status, for bundles the bundle id).  The same verb resumes its own
+``.downscale-output.json`` (verb, times, status) -- a finished bundle folder is known by its ``MANIFEST.json``
+instead, as a bundle holds nothing its manifest does not list.  The same verb resumes its own
 unfinished folder without a flag; any other folder of ours (finished, or of another verb) is replaced only
 with ``--overwrite``.  Every other existing folder or file is refused before any work starts, and nothing of
 the user's is ever moved or deleted.  The place is probed for writability first, and a lock file
@@ -67,8 +68,14 @@ def read_marker(folder: str | Path) -> dict[str, Any] | None:
             return data
     except (OSError, ValueError):
         pass
-    if all((folder / n).is_file() for n in _BUNDLE_FILES):
-        return {"tool": "downscale", "verb": "train", "status": "complete", "legacy": True}
+    if all((folder / n).is_file() for n in _BUNDLE_FILES):  # a finished bundle: its manifest is the marker
+        import hashlib
+
+        try:
+            bundle_id = hashlib.sha256((folder / "MANIFEST.json").read_bytes()).hexdigest()[:16]
+        except OSError:
+            bundle_id = None
+        return {"tool": "downscale", "verb": "train", "status": "complete", "bundle_id": bundle_id}
     return None
 
 
@@ -294,7 +301,10 @@ class OutputFolder:
             raise
 
     def finish(self, **extra: Any) -> None:
-        """Mark the output complete (``bundle_id=`` for bundles; after the bundle folder was written)."""
+        """Mark the output complete.  A bundle folder (replaced whole when the bundle is written) keeps no
+        marker: its ``MANIFEST.json`` marks it ours, and a bundle holds nothing its manifest does not list."""
+        if self.bundle:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         self.write_marker("complete", **extra)
 

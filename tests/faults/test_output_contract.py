@@ -109,10 +109,17 @@ def test_our_folder_resumes_with_the_same_verb_and_is_replaced_only_with_overwri
 
 
 def test_overwrite_of_a_bundle_folder_refuses_foreign_files_inside(tmp_path):
+    import hashlib
+
     out = tmp_path / "b"
-    with OutputFolder(out, "train", bundle=True) as output:
-        output.finish(bundle_id="0123456789abcdef")
-    with pytest.raises(OutputError, match=r"finished 'downscale train' output \(bundle 0123456789abcdef\)"):
+    with OutputFolder(out, "train", bundle=True) as output:  # what save_bundle then writes in its place
+        (out / "bundle.json").write_text("{}")
+        (out / "MANIFEST.json").write_text("{}")
+        (out / MARKER).unlink()
+        output.finish()
+    assert sorted(p.name for p in out.iterdir()) == ["MANIFEST.json", "bundle.json"]
+    bid = hashlib.sha256(b"{}").hexdigest()[:16]
+    with pytest.raises(OutputError, match=rf"finished 'downscale train' output \(bundle {bid}\)"):
         check_output(out, "train", bundle=True)
     check_output(out, "train", overwrite=True, bundle=True)
     (out / "my-notes.txt").write_text("x")
