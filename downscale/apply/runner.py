@@ -169,7 +169,7 @@ def downscale_files(
             "scenario": scenario,
             "regrid": emu.meta.regrid,
         }
-        plans = [_plan(emu, bundle_path, p, out_dir, options, on_implausible, result) for p in projections]
+        plans = [_plan(emu, bundle_path, p, out_dir, options, on_implausible, result, warn) for p in projections]
         for plan in plans:
             for spec, _, _ in plan.outputs:
                 stale = [
@@ -215,6 +215,7 @@ def _plan(
     options: dict[str, Any],
     on_implausible: str,
     result: ApplyResult,
+    warn: Callable[[str], None] | None = None,
 ) -> _Plan:
     from downscale import __version__
 
@@ -288,7 +289,7 @@ def _plan(
         lead = (members,) if members else ()
         for a, b in bounds:
             path = store.chunk_path(period_dir, a, b)
-            if store.chunk_done(path, (b - a, *lead, len(emu.targets), *emu.fine_grid.shape)):
+            if store.chunk_done(path, (b - a, *lead, len(emu.targets), *emu.fine_grid.shape), warn):
                 reused += 1
                 chunk_info = store.read_chunk_meta(path)
                 if chunk_info.get("violations") and on_implausible == "error":

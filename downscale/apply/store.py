@@ -157,21 +157,51 @@ def chunk_path(period_dir: Path, start: int, stop: int) -> Path:
     return Path(period_dir) / f"c{start:09d}-{stop:09d}.npy"
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_chunk(path: Path, y: np.ndarray, meta: dict[str, Any]) -> None:
-    """Write a finished chunk atomically: its metadata (.json) first, then the data (.npy) that marks it done."""
-    write_atomic(path.with_suffix(".json"), json.dumps(meta))
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(y, np.float32))
+    """Write a finished chunk atomically: the data to a hidden name, then its metadata (.json, with the sha256
+    of the data file), then the data renamed to its final name (.npy), which marks it done."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(y, np.float32))
+        write_atomic(path.with_suffix(".json"), json.dumps({**meta, "sha256": _sha256(tmp)}))
 
 
-def chunk_done(path: Path, shape: tuple[int, ...]) -> bool:
-    """Whether a chunk file is finished and has the expected shape."""
+def chunk_done(path: Path, shape: tuple[int, ...], warn: Callable[[str], None] | None = None) -> bool:
+    """Whether a chunk file is finished, has the expected shape and the checksum recorded when it was written.
+    A chunk that exists but fails a check (edited, truncated, no checksum) is to be recomputed: ``warn`` is told."""
     if not path.is_file() or not path.with_suffix(".json").is_file():
         return False
-    try:
-        return tuple(np.load(path, mmap_mode="r").shape) == tuple(shape)
-    except (OSError, ValueError):
+
+    def bad(why: str) -> bool:
+        if warn is not None:
+            warn(f"recomputing chunk {path}: {why}")
         return False
+
+    try:
+        meta = read_chunk_meta(path)
+    except (OSError, ValueError):
+        return bad("its record (.json) is unreadable")
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+        return bad("its record (.json) has no checksum")
+    try:
+        found = tuple(np.load(path, mmap_mode="r").shape)
+    except (OSError, ValueError):
+        return bad("the data file is unreadable (truncated?)")
+    if found != tuple(shape):
+        return bad(f"shape {list(found)}, expected {list(shape)}")
+    if _sha256(path) != meta["sha256"]:
+        return bad("its data do not match the checksum recorded when it was written (edited or truncated)")
+    return True
 
 
 def read_chunk_meta(path: Path) -> dict[str, Any]:

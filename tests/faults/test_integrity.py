@@ -90,3 +90,52 @@ def test_resigned_meta_that_does_not_validate_is_refused(tmp_path, tiny_bundle):
     assert "does not validate" in str(exc.value) and "\n" not in str(exc.value)
     result = CliRunner().invoke(app, ["describe", str(path)])
     assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------------------------- apply's work chunks
+APPLY_INPUTS = [
+    "examples/data/iberia/cmip5/tas_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc",
+    "examples/data/iberia/cmip5/pr_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc",
+]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_edited_or_truncated_chunks_are_recomputed(tmp_path, tiny_bundle, root):
+    import numpy as np
+    import xarray as xr
+
+    from downscale.apply import downscale_files
+
+    inputs = [root / p for p in APPLY_INPUTS]
+    ref = downscale_files(tiny_bundle, inputs, tmp_path / "ref", chunk_days=400)
+    done = []
+
+    def stop_after_three(label, start, stop):
+        done.append(start)
+        if len(done) == 3:
+            raise _Stop
+
+    out = tmp_path / "out"
+    with pytest.raises(_Stop):
+        downscale_files(tiny_bundle, inputs, out, chunk_days=400, on_chunk=stop_after_three)
+    chunks = sorted((out / ".downscale-work").rglob("c*.npy"))
+    assert len(chunks) == 3
+    edited, truncated, kept = chunks
+    data = bytearray(edited.read_bytes())
+    data[-8:] = b"\x00\x00\x80\x7f" * 2  # two values become +inf: the shape still matches
+    edited.write_bytes(bytes(data))
+    truncated.write_bytes(truncated.read_bytes()[:-1000])
+    warnings = []
+    result = downscale_files(tiny_bundle, inputs, out, chunk_days=400, warn=warnings.append)
+    assert result.reused == 1 and result.computed >= 2 and result.violations == 0
+    assert any(edited.name in w and "checksum" in w for w in warnings), warnings
+    assert any(truncated.name in w and "recomputing" in w for w in warnings), warnings
+    assert not any(kept.name in w for w in warnings)
+    for a, b in zip(sorted(ref), sorted(result), strict=True):
+        with xr.open_dataset(a) as da, xr.open_dataset(b) as db:
+            name = a.name.split("_")[0]
+            np.testing.assert_array_equal(da[name].values, db[name].values)
+            assert db.attrs["downscale_sanity"].startswith("passed")
