@@ -121,3 +121,45 @@ def test_atomic_write_leaves_no_temporary_when_the_disk_fills(tmp_path, monkeypa
     with pytest.raises(OSError):
         atomic.write_atomic(tmp_path / "metrics.csv", "a,b\n")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+def test_disk_full_while_writing_the_evaluation_report_then_rerun(tiny_bundle, tmp_path, monkeypatch):
+    import textwrap
+
+    from downscale import atomic
+
+    racmo = ROOT / "examples" / "data" / "iberia" / "cordex"
+    config = tmp_path / "evaluate.yaml"
+    config.write_text(
+        textwrap.dedent(f"""
+        name: faults
+        emulators: [{{name: tiny, bundle: {tiny_bundle}, recipe: {RECIPE}}}]
+        tests:
+          - name: cv
+            target: {{tas: {racmo}/tas_*historical*.nc, pr: {racmo}/pr_*historical*.nc}}
+            period: {{season: DJF, years: [2000, 2000]}}
+        baselines: [bilinear]
+        metrics: [rmse]
+        figures: false
+    """)
+    )
+    reference = tmp_path / "reference"
+    invoke("evaluate", config, "-o", reference, "--no-progress")
+    real = atomic.Path.write_bytes
+
+    def full(self, data):
+        if "metrics.json" in self.name:
+            real(self, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    out = tmp_path / "report"
+    monkeypatch.setattr(atomic.Path, "write_bytes", full)
+    line = _one_error_line(invoke("evaluate", config, "-o", out, "--no-progress", code=1))
+    assert line.startswith(f"error: {out}: no space left on the device"), line
+    assert not list(tmp_path.rglob(TMP_GLOB)) and not (out / "metrics.json").exists()
+    monkeypatch.setattr(atomic.Path, "write_bytes", real)
+    invoke("evaluate", config, "-o", out, "--no-progress")  # an unfinished report of ours: rerun, no flag
+    assert (out / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
+    assert not list(tmp_path.rglob(TMP_GLOB))
