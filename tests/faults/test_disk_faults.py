@@ -163,3 +163,47 @@ def test_disk_full_while_writing_the_evaluation_report_then_rerun(tiny_bundle, t
     invoke("evaluate", config, "-o", out, "--no-progress")  # an unfinished report of ours: rerun, no flag
     assert (out / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
     assert not list(tmp_path.rglob(TMP_GLOB))
+
+
+@pytest.mark.timeout(120)
+def test_disk_full_while_applying_then_rerun_equals_an_uninterrupted_run(tiny_bundle, tmp_path, monkeypatch):
+    import numpy as np
+    import xarray as xr
+
+    from downscale.apply import store
+
+    cmip5 = ROOT / "examples" / "data" / "iberia" / "cmip5"
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    coder = xr.coders.CFDatetimeCoder(use_cftime=True)
+    for var in ("tas", "pr"):
+        src = cmip5 / f"{var}_day_CNRM-CM5_historical_r1i1p1_DJF1983-2002.nc"
+        xr.open_dataset(src, decode_times=coder).isel(time=slice(0, 60)).to_netcdf(inputs / src.name)
+    args = ["--chunk-days", "30", "--no-progress"]
+    reference = tmp_path / "reference"
+    invoke("apply", tiny_bundle, inputs, "-o", reference, *args)
+    calls = {"n": 0}
+    real = np.save
+
+    def full(fh, arr, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second chunk: the first is stored
+            fh.write(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fh, arr, *a, **kw)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(store.np, "save", full)
+    line = _one_error_line(invoke("apply", tiny_bundle, inputs, "-o", out, *args, code=1))
+    assert "no space left on the device" in line and "rerun the same command to resume" in line, line
+    assert not list(tmp_path.rglob(TMP_GLOB)), list(tmp_path.rglob(TMP_GLOB))
+    monkeypatch.setattr(store.np, "save", real)
+    invoke("apply", tiny_bundle, inputs, "-o", out, *args)
+    assert not list(tmp_path.rglob(TMP_GLOB))
+    names = sorted(p.name for p in reference.glob("*.nc"))
+    assert names and names == sorted(p.name for p in out.glob("*.nc"))
+    for name in names:
+        var = name.split("_")[0]
+        a = xr.open_dataset(reference / name, decode_times=coder)[var].values
+        b = xr.open_dataset(out / name, decode_times=coder)[var].values
+        assert np.array_equal(a, b, equal_nan=True), name
