@@ -24,6 +24,7 @@ __all__ = [
     "all_reduce_sum",
     "barrier",
     "broadcast_object",
+    "check_device",
     "get_rank",
     "get_world_size",
     "is_distributed",
@@ -74,13 +75,50 @@ def is_main() -> bool:
     return get_rank() == 0
 
 
+def check_device(name: str) -> torch.device | None:
+    """The device ``train.device`` names (None for ``auto``), or a one-line RecipeError: an unknown device
+    string, or a GPU this machine does not have.  Cheap: call it before any data are read."""
+    from downscale.errors import RecipeError
+
+    if name == "auto":
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise RecipeError(
+            "train.device is not a device",
+            found=repr(name),
+            expected="auto, cpu, cuda or cuda:N",
+            fix="set train.device: auto (a GPU when there is one, else CPU)",
+        ) from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index is not None and device.index >= count):
+            raise RecipeError(
+                "train.device names a GPU this machine does not have",
+                found=f"{name!r}; {count} CUDA device(s) visible",
+                expected="cpu, auto" + (f" or cuda:0..cuda:{count - 1}" if count else ""),
+                fix="set train.device: auto or cpu (or run on a machine with that GPU)",
+            )
+    elif device.type not in ("cpu", "mps"):
+        raise RecipeError(
+            "train.device is not a device this code trains on",
+            found=repr(name),
+            expected="auto, cpu, cuda or cuda:N",
+            fix="set train.device: auto",
+        )
+    return device
+
+
 def select_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
     """``auto``: this process's GPU (``cuda:LOCAL_RANK``) when there is one, else CPU.
 
     ``cuda`` without an index also means this process's GPU; ``cuda:N`` and
-    ``cpu`` are taken as given.
+    ``cpu`` are taken as given.  An unknown device or a missing GPU is a one-line RecipeError
+    (:func:`check_device`).
     """
     local_rank = _env_int("LOCAL_RANK", 0) if local_rank is None else local_rank
+    check_device(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)

@@ -71,3 +71,29 @@ def test_model_sizes(model, kwargs, part):
         check_model_options(model, kwargs)
     assert part in str(exc.value) and "Fix:" in str(exc.value)
     check_model_options("simple_cnn", {"width": 8, "fine_blocks": 0})
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:99", "banana:0"])
+def test_train_device_is_one_line(name):
+    import torch
+
+    from downscale.train.distributed import check_device, select_device
+
+    if name == "cuda:99" and torch.cuda.device_count() > 99:  # pragma: no cover
+        pytest.skip("a machine with 100 GPUs")
+    for fn in (check_device, select_device):
+        with pytest.raises(RecipeError) as exc:
+            fn(name)
+        assert "train.device" in str(exc.value) and "Fix:" in str(exc.value) and "\n" not in str(exc.value)
+    assert check_device("cpu").type == "cpu" and check_device("auto") is None
+
+
+def test_train_device_cuda_without_gpu_is_one_line():
+    import torch
+
+    from downscale.train.distributed import check_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(RecipeError, match="GPU this machine does not have"):
+        check_device("cuda")
