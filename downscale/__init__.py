@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 from downscale._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from downscale.data.options import set_options
     from downscale.emulator import Emulator, load
     from downscale.recipe import Recipe, load_recipe
     from downscale.train.run import train
 
-__all__ = ["Emulator", "Recipe", "__version__", "load", "load_recipe", "train"]
+__all__ = ["Emulator", "Recipe", "__version__", "load", "load_recipe", "set_options", "train"]
 
 _LAZY = {
     "Emulator": "downscale.emulator",
@@ -29,6 +30,7 @@ _LAZY = {
     "Recipe": "downscale.recipe",
     "load_recipe": "downscale.recipe",
     "train": "downscale.train.run",
+    "set_options": "downscale.data.options",  # plausibility="raise" | "warn" | "off"
 }
 
 

@@ -151,6 +151,9 @@ class DataSection(ConfigSection):
     periods: Periods
     shots: ShotsSpec | None = None  # few-shot: train on k days / k winters drawn from periods.train
     cache: str | None = None
+    # implausible input values (e.g. tas in degC labelled K, negative pr): raise (the default of
+    # downscale.set_options), warn or off; None: the process-wide setting
+    plausibility: Literal["raise", "warn", "off"] | None = None
 
     _lists = field_validator("targets", "predictors", "static", mode="before")(files_as_lists)
 

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from downscale.data.calendar import format_date
+from downscale.data.calendar import format_date, format_stamp
 from downscale.data.io import check_frequency, is_subdaily
-from downscale.errors import DataError, MissingVariableError
+from downscale.errors import CalendarError, DataError, MissingVariableError
 
 __all__ = [
     "DRS",
@@ -175,7 +175,7 @@ def scan(
     """Group ``files`` into projections and find each predictor's files.  With ``emulator``, also run every
     check that needs no data: grids (on the coarse grid, or rectilinear and covering its domain plus ``halo``),
     units (convertible to the canonical ones), calendars and the daily frequency."""
-    from downscale.data.calendar import calendar_of
+    from downscale.data.calendar import calendar_of, check_time_axis
     from downscale.data.io import find_variable, open_dataset
     from downscale.data.variables import parse_level_name
 
@@ -202,6 +202,8 @@ def scan(
                 continue
             base, _ = parse_level_name(name)
             info.variables[name] = name if name in ds.data_vars else base if base in ds.data_vars else name
+        if info.variables:  # a duplicated or backward step: an error naming both stamps, never a silent choice
+            check_time_axis(times, file=path, variable=", ".join(info.variables))
         infos.append(info)
     if not infos:
         raise DataError(
@@ -238,14 +240,13 @@ def _validate(emu: Any, ds: xr.Dataset, da: xr.DataArray, name: str, path: Path,
 
     grid = Grid.from_dataset(da, file=str(path))
     check_input_grid(grid, emu.coarse_grid, halo, file=path, variable=name)
-    to_canonical(da, name, path, time_bounds=time_bounds(ds), frequency=ds.attrs.get("frequency"))
+    # units only: the values (plausibility) are checked chunk by chunk, by Emulator.coarse_fields, as they are read
+    to_canonical(da, name, path, time_bounds=time_bounds(ds), frequency=ds.attrs.get("frequency"), check=False)
 
 
 def _projection(
     key: tuple[str, str, str], infos: list[FileInfo], predictors: Sequence[str], frequency: str = "day"
 ) -> Projection:
-    from downscale.errors import CalendarError
-
     files: dict[str, list[FileInfo]] = {}
     for name in predictors:
         have = [i for i in infos if name in i.variables]
@@ -265,7 +266,10 @@ def _projection(
                     expected=calendar,
                     fix="keep the files of one model together; convert them with xarray's convert_calendar",
                 )
-    axes = {name: np.unique(np.concatenate([i.times for i in group])) for name, group in files.items()}
+    for name, group in files.items():
+        _check_overlap(name, group)
+    axes = {name: np.concatenate([i.times for i in group]) for name, group in files.items()}
+    axes = {name: np.sort(axis) for name, axis in axes.items()}
     time = axes[predictors[0]]
     notes = []
     unit = "days" if not is_subdaily(frequency) else "time steps"
@@ -298,6 +302,28 @@ def _projection(
         varnames=varnames,
         notes=notes,
     )
+
+
+def _check_overlap(name: str, group: list[FileInfo]) -> None:
+    """The same time stamp of predictor ``name`` in two files: an error naming both files (each file's own axis
+    is checked by :func:`scan`)."""
+    if len(group) < 2:
+        return
+    values = np.concatenate([i.times for i in group])
+    origin = np.concatenate([np.full(i.times.size, k) for k, i in enumerate(group)])
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    same = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if same.size:
+        a, b = (group[int(origin[order[k]])].path for k in (same[0], same[0] + 1))
+        raise CalendarError(
+            f"{same.size} time stamp(s) are in two files: {format_stamp(ordered[same[0]])} is in both "
+            f"{a.name} and {b.name}",
+            file=f"{a}, {b}",
+            variable=name,
+            fix="give each time step once: remove one of the overlapping files from the inputs, or cut the "
+            "overlap out of one of them (e.g. ds.sel(time=slice(...)))",
+        )
 
 
 def _missing(name: str, infos: list[FileInfo], key: tuple[str, str, str]) -> MissingVariableError:

@@ -34,6 +34,7 @@ __all__ = [
     "calendar_of",
     "check_period_in_calendar",
     "check_same_calendar",
+    "check_time_axis",
     "date_keys",
     "day_of_year_features",
     "days_in_year",
@@ -546,4 +547,32 @@ def check_same_calendar(
             f"convert one input to the other's calendar (e.g. xarray's "
             f"da.convert_calendar('{b_cal}', align_on='date')) or use inputs that share a calendar"
         ),
+    )
+
+
+def check_time_axis(time: TimeLike, *, file: str | PathLike | None = None, variable: str | None = None) -> None:
+    """Raise :class:`CalendarError` unless ``time`` strictly increases: a stamp present twice, or a step that
+    goes back in time, is named with both stamps and the fix (``ds.drop_duplicates('time')``,
+    ``ds.sortby('time')``).  One vectorised comparison of neighbours; the rest only on error."""
+    values = time_values(time)
+    if values.size < 2:
+        return
+    increasing = np.asarray(values[1:] > values[:-1], dtype=bool)
+    if increasing.all():
+        return
+    i = int(np.flatnonzero(~increasing)[0])
+    a, b = format_stamp(values[i]), format_stamp(values[i + 1])
+    if values[i + 1] == values[i]:
+        count = values.size - np.unique(values).size
+        raise CalendarError(
+            f"{count} duplicate time stamp(s): steps {i} and {i + 1} are both at {a}",
+            file=file,
+            variable=variable,
+            fix="remove the duplicated steps (e.g. ds = ds.drop_duplicates('time'))",
+        )
+    raise CalendarError(
+        f"time is not increasing: step {i + 1} ({b}) comes after step {i} ({a})",
+        file=file,
+        variable=variable,
+        fix="sort the time axis (e.g. ds = ds.sortby('time')) and check for duplicated steps",
     )

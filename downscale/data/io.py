@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 import numpy as np
 import xarray as xr
@@ -22,6 +22,7 @@ import xarray as xr
 from downscale.data.calendar import (
     TimeLike,
     calendar_of,
+    check_time_axis,
     format_date,
     format_stamp,
     time_step_seconds,
@@ -227,8 +228,78 @@ def find_variable(ds: xr.Dataset, name: str, file: str | PathLike | None = None)
     """Variable ``name`` of ``ds``: by name, by CMIP level name (``ta850``) or by CF standard name.
 
     Level names select ``plev`` (dimension or scalar coordinate, Pa or hPa) and drop it, keeping
-    ``attrs["plev_hPa"]``.  The result is named ``name``.  Raises :class:`MissingVariableError`.
+    ``attrs["plev_hPa"]``.  The result is named ``name`` and has the canonical layout of
+    :func:`canonical_layout` (``lat``/``lon`` names, ascending latitude, no singleton ``height``...).
+    Raises :class:`MissingVariableError`.
     """
+    return canonical_layout(_find_variable(ds, name, file), file=file, variable=name)
+
+
+_XarrayT = TypeVar("_XarrayT", xr.DataArray, xr.Dataset)
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
+
+
+def _geo_axis(coord: xr.DataArray, name: str) -> str | None:
+    """``lat`` or ``lon`` when ``coord`` is a geographic latitude/longitude (CF standard name, units or a
+    usual name), else None.  Rotated ``rlat``/``rlon`` (grid_latitude) are not."""
+    sname = str(coord.attrs.get("standard_name", "")).strip().lower()
+    units = str(coord.attrs.get("units", "")).strip().lower()
+    if sname == "latitude" or units in _LAT_UNITS or name.lower() in ("lat", "latitude", "nav_lat", "y_lat"):
+        return "lat"
+    if sname == "longitude" or units in _LON_UNITS or name.lower() in ("lon", "longitude", "nav_lon", "x_lon"):
+        return "lon"
+    return None
+
+
+def canonical_layout(da: _XarrayT, *, file: str | PathLike | None = None, variable: str | None = None) -> _XarrayT:
+    """``da`` (a DataArray, or a Dataset such as a grid file) in the layout the rest of ``downscale`` expects, lazily (nothing is read):
+
+    * 1-D latitude/longitude dimension coordinates of any name (``latitude``, ``nav_lat``, ``y`` with
+      standard_name latitude or units degrees_north...) are renamed ``lat``/``lon``;
+    * a descending 1-D latitude is flipped to ascending, the data with it (the grid then is the ascending one);
+    * length-1 dimensions that are neither time nor horizontal (``height``, ``plev``, ``member``...) are
+      squeezed to scalar coordinates.
+    """
+    rename: dict[str, str] = {}
+    for cname in list(da.coords):
+        coord = da.coords[cname]
+        if coord.ndim != 1 or coord.dims[0] != cname:
+            continue
+        axis = _geo_axis(coord, str(cname))
+        free = axis is not None and axis not in da.coords and axis not in da.dims and axis not in rename.values()
+        if axis is not None and free and str(cname) != axis:
+            rename[str(cname)] = axis
+    if rename:
+        da = da.rename(rename)
+    if "lat" in da.dims and "lat" in da.coords and da.sizes["lat"] > 1 and da["lat"].ndim == 1:
+        lat = np.asarray(da["lat"].values, np.float64)
+        if np.all(np.diff(lat) < 0):
+            da = da.isel(lat=slice(None, None, -1))
+    horizontal: set[str] = set()
+    for cname in da.coords:
+        coord = da.coords[cname]
+        sname = str(coord.attrs.get("standard_name", ""))
+        if _geo_axis(coord, str(cname)) or sname in (
+            "grid_latitude",
+            "grid_longitude",
+            "projection_x_coordinate",
+            "projection_y_coordinate",
+        ):
+            horizontal.update(str(d) for d in coord.dims)
+    horizontal.update(d for d in ("rlat", "rlon", "x", "y") if d in da.dims)
+    if len(horizontal) < 2:
+        horizontal.update(str(d) for d in [d for d in da.dims if d != "time"][-2:])
+    singles = [d for d in da.dims if d != "time" and str(d) not in horizontal and da.sizes[d] == 1]
+    if singles:
+        attrs = dict(da.attrs)
+        da = da.squeeze(dim=singles)
+        da.attrs = attrs
+    return da
+
+
+def _find_variable(ds: xr.Dataset, name: str, file: str | PathLike | None = None) -> xr.DataArray:
+    """The body of :func:`find_variable`, before :func:`canonical_layout`."""
     base, level = parse_level_name(name)
     if name in ds.data_vars:
         da = ds[name]
@@ -270,13 +341,19 @@ def _time_bounds(ds: xr.Dataset) -> xr.DataArray | None:
 
 
 def open_variable(
-    patterns: str | PathLike | Sequence[str | PathLike], name: str, *, canonical: bool = True
+    patterns: str | PathLike | Sequence[str | PathLike],
+    name: str,
+    *,
+    canonical: bool = True,
+    plausibility: bool = False,
 ) -> tuple[xr.DataArray, list[Conversion]]:
     """Variable ``name`` from all files of ``patterns``, concatenated along time; stays lazy.
 
-    Files lacking the variable are skipped (unless none has it).  Times are sorted and duplicate
-    times dropped; all files must share one calendar.  With ``canonical`` the data are converted
-    to canonical units (see :func:`~downscale.data.units.to_canonical`).  ``attrs["source_files"]``
+    Files lacking the variable are skipped (unless none has it).  Each file's time axis must strictly increase
+    (:func:`~downscale.data.calendar.check_time_axis`); the files are sorted in time, and a time stamp in two
+    files is kept once if the values are identical, else an error naming both; all files must share one calendar.  With ``canonical`` the data are converted
+    to canonical units (see :func:`~downscale.data.units.to_canonical`); with ``plausibility`` too (and
+    canonical) each file's values are checked against the variable's plausible range (as ``build_pairs`` does).  ``attrs["source_files"]``
     lists the files used.  Returns ``(data, conversions)``.
     """
     files = expand_inputs(patterns)
@@ -296,10 +373,15 @@ def open_variable(
         if "time" in da.dims:
             declared.setdefault(str(path), frequency_attribute(ds.attrs.get("frequency")))
             check_file_frequency(da["time"], ds.attrs.get("frequency"), file=path)
-            _check_unique_stamps(da["time"], file=path, name=name)
+            check_time_axis(da["time"], file=path, variable=name)
         if canonical:
             da, conv = to_canonical(
-                da, name, file=path, time_bounds=_time_bounds(ds), frequency=ds.attrs.get("frequency")
+                da,
+                name,
+                file=path,
+                time_bounds=_time_bounds(ds),
+                frequency=ds.attrs.get("frequency"),
+                check=plausibility,
             )
             if conv is not None:
                 conversions.append(conv)
@@ -344,25 +426,9 @@ def open_variable(
     return out, conversions
 
 
-def _check_unique_stamps(time: xr.DataArray, *, file: str | PathLike, name: str) -> None:
-    """Two steps of one file at the same time stamp: an error naming both, never a silent choice."""
-    values = time_values(time)
-    if values.size < 2:
-        return
-    order = np.argsort(values, kind="stable")
-    same = np.flatnonzero(values[order][1:] == values[order][:-1])
-    if same.size:
-        i, j = sorted((int(order[same[0]]), int(order[same[0] + 1])))
-        raise DataError(
-            f"{same.size} duplicate time stamp(s): steps {i} and {j} are both at {format_stamp(values[i])}",
-            file=file,
-            variable=name,
-            fix="remove the duplicated steps from the file (e.g. ds.drop_duplicates('time'))",
-        )
-
-
 def _concat_time(pieces: list[tuple[Path, xr.DataArray]], name: str) -> xr.DataArray:
-    """Concatenate along time (one calendar), sort and drop duplicate times."""
+    """Concatenate along time (one calendar) and sort; a time stamp in two files is kept once when both files
+    hold the same values there (overlapping copies), else an error naming both files."""
     first_path, first = pieces[0]
     cal = calendar_of(first)
     for path, da in pieces[1:]:
@@ -390,10 +456,27 @@ def _concat_time(pieces: list[tuple[Path, xr.DataArray]], name: str) -> xr.DataA
                 fix="regrid the files to one grid first",
             ) from None
     values = time_values(da["time"])
+    origin = np.concatenate([np.full(d.sizes["time"], k) for k, (_, d) in enumerate(pieces)])
     order = np.argsort(values, kind="stable")
     sorted_values = values[order]
+    same = np.flatnonzero(sorted_values[1:] == sorted_values[:-1])
     keep = np.ones(values.size, bool)
-    keep[1:] = sorted_values[1:] != sorted_values[:-1]
+    if same.size:  # each file's own axis is checked already: the same stamp in two files, kept once if identical
+        one, two = order[same], order[same + 1]
+        twice = np.array_equal(
+            np.asarray(da.isel(time=one).values), np.asarray(da.isel(time=two).values), equal_nan=True
+        )
+        if not twice:
+            a, b = (pieces[int(origin[k])][0] for k in (one[0], two[0]))
+            raise CalendarError(
+                f"{same.size} time stamp(s) are in two files with different values: "
+                f"{format_stamp(sorted_values[same[0]])} is in both {a.name} and {b.name}",
+                file=f"{a}, {b}",
+                variable=name,
+                fix="give each time step once: remove one of the overlapping files from the inputs, or cut the "
+                "overlap out of one of them (e.g. ds.sel(time=slice(...)))",
+            )
+        keep[same + 1] = False
     if keep.all() and np.array_equal(order, np.arange(values.size)):
         return da
     return da.isel(time=order[keep])

@@ -124,7 +124,7 @@ def _open_all(recipe: Recipe, spec: dict[str, list[str]]) -> tuple[dict[str, xr.
 
     out, conversions, files = {}, [], []
     for name, patterns in spec.items():
-        da, conv = open_variable([recipe.resolve(p) for p in patterns], name)
+        da, conv = open_variable([recipe.resolve(p) for p in patterns], name, plausibility=True)
         out[name] = da
         conversions += [c.to_dict() for c in conv]
         files += list(da.attrs.get("source_files", []))
@@ -389,11 +389,26 @@ def common_steps(fields: dict[str, xr.DataArray], matching: Matching | str) -> d
 
 
 def build_pairs(recipe: Recipe) -> PairedData:
-    """Open, check, convert, regrid and pair everything the recipe names."""
+    """Open, check, convert, regrid and pair everything the recipe names.
+
+    Every field is checked as it is converted to canonical units (:func:`~downscale.data.units.to_canonical`):
+    strictly increasing time, and values in the variable's plausible range, as the recipe's
+    ``data.plausibility`` says (``raise``, ``warn`` or ``off``; unset: the ``downscale.set_options`` setting).
+    """
+    import contextlib
+
+    from downscale.data.options import set_options
+
+    setting = recipe.data.plausibility
+    with set_options(plausibility=setting) if setting else contextlib.nullcontext():
+        return _build_pairs(recipe)
+
+
+def _build_pairs(recipe: Recipe) -> PairedData:
     from downscale.data.calendar import calendar_of
     from downscale.data.forcings import compute_forcings, domain_longitude, forcing_names, needs_longitude
     from downscale.data.grids import Grid
-    from downscale.data.io import open_dataset
+    from downscale.data.io import canonical_layout, open_dataset
     from downscale.data.regrid import create_regridder
 
     data = recipe.data
@@ -407,7 +422,7 @@ def build_pairs(recipe: Recipe) -> PairedData:
     coarse_grid: Grid | None = None
     if data.coarse_grid:
         path = recipe.resolve(data.coarse_grid)
-        coarse_grid = Grid.from_dataset(open_dataset(path), file=path)
+        coarse_grid = Grid.from_dataset(canonical_layout(open_dataset(path), file=path), file=path)
 
     if recipe.framework == "perfect_model":
         if coarse_grid is None:

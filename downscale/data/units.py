@@ -28,10 +28,12 @@ import xarray as xr
 
 from downscale.data.calendar import (
     calendar_of,
+    check_time_axis,
     days_in_year,
     time_step_seconds,
     time_values,
 )
+from downscale.data.plausibility import check_plausible
 from downscale.data.variables import MM_DAY, Kind, get_spec
 from downscale.errors import UnitsError
 
@@ -279,6 +281,7 @@ def to_canonical(
     *,
     time_bounds: xr.DataArray | None = None,
     frequency: str | None = None,
+    check: bool = True,
 ) -> tuple[xr.DataArray, Conversion | None]:
     """Convert ``da`` to the canonical units of variable ``name``; returns ``(data, conversion)``.
 
@@ -286,14 +289,24 @@ def to_canonical(
     kept (or added).  ``conversion`` is None when the units string already is the canonical one.
     ``time_bounds`` (``time_bnds`` of the file) and ``frequency`` (its ``frequency`` attribute)
     give the accumulation period of precipitation amounts.
+
+    This is where data enter ``downscale`` (training files, ``apply`` chunks, the API's datasets), so with
+    ``check`` (the default) it also refuses a time axis that does not strictly increase
+    (:func:`~downscale.data.calendar.check_time_axis`) and values outside the variable's plausible range
+    (:func:`~downscale.data.plausibility.check_plausible`, as the ``plausibility`` setting says; this reads
+    the data once, for min/max).  ``check=False``: units only, nothing is read.
     """
     spec = get_spec(name)
     file_txt = str(file) if file is not None else None
+    if check and "time" in da.dims:
+        check_time_axis(da["time"], file=file_txt, variable=name)
     src = _source_units(da, file=file_txt, variable=name, expected=spec.units)
     if src == spec.units:
         out = da.copy(deep=False)
         out.attrs = dict(da.attrs)
         out.attrs["standard_name"] = spec.standard_name
+        if check:
+            out = check_plausible(out, name, file_txt, source_units=src)
         return out, None
     scale, offset, method = _plan(
         da,
@@ -307,6 +320,8 @@ def to_canonical(
     )
     out = _apply(da, scale, offset)
     out.attrs = _new_attrs(da, src, spec.units, spec.standard_name, _is_amount(da) and "amount" in method)
+    if check:
+        out = check_plausible(out, name, file_txt, source_units=src)
     return out, Conversion(file_txt, name, src, spec.units, method)
 
 
