@@ -58,6 +58,8 @@ def report(tiny_bundle, tmp_path_factory):
     )
     out = tmp / "report"
     (out / "figures").mkdir(parents=True)
+    # an interrupted evaluation of ours (its marker): resumed, its stale figures replaced, other files kept
+    (out / ".downscale-output.json").write_text('{"tool": "downscale", "verb": "evaluate", "status": "running"}')
     (out / "figures" / "old__run__tas__qq.png").write_bytes(b"stale")  # a figure of an earlier run
     (out / "figures" / "mine.png").write_bytes(b"kept")  # not one of ours
     result = CliRunner().invoke(app, ["evaluate", str(config), "-o", str(out), "--no-progress"])

@@ -118,7 +118,7 @@ def _ralsd_by_hand(pred: np.ndarray, truth: np.ndarray) -> float:
         sums, counts = {}, {}
         for i, fy in enumerate(np.fft.fftfreq(ny)):
             for j, fx in enumerate(np.fft.fftfreq(nx)):
-                k = int(round(float(np.hypot(fy * size, fx * size))))
+                k = round(float(np.hypot(fy * size, fx * size)))
                 if 1 <= k <= size // 2:
                     sums[k] = sums.get(k, 0.0) + power[i, j]
                     counts[k] = counts.get(k, 0) + 1

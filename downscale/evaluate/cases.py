@@ -245,7 +245,7 @@ def fit_baselines(emulator: Emulator, recipe: Recipe, names: list[str]) -> Train
     sources = emulator.meta.baselines
     if sources is None:
         sources = baseline_predictors(emulator.targets, emulator.predictors)
-    sources = {t: p for t, p in sources.items() if t in emulator.targets and p in emulator.predictors}
+    sources = {t: sources[t] for t in emulator.targets if sources.get(t) in emulator.predictors}
     if usable:
         notes += [no_baseline_note(t, emulator.predictors) for t in emulator.targets if t not in sources]
         notes += [

@@ -454,6 +454,7 @@ def _train(
     out_dir = Path(out_dir)
     # fail before reading any data
     check_model_options(recipe.model.type, recipe.model.kwargs())
+    dist.check_device(recipe.train.device)
     create_criterion(recipe.loss.type, list(recipe.data.targets), recipe.loss.variables, params=recipe.loss.params)
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)

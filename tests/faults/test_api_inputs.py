@@ -119,12 +119,17 @@ def test_memory_estimate_refuses_before_work(emu, coarse, monkeypatch):
 
 
 def test_output_checks_in_the_api(emu, coarse):
+    import downscale
+
     hot = coarse.copy()
     hot["tas"] = hot["tas"] + 400.0
-    with pytest.raises(DataError) as exc:
+    with pytest.raises(DataError) as exc:  # the inputs are refused first, where they enter
+        emu.downscale(hot).load()
+    one_line(exc, "implausible value", "plausible range")
+    with downscale.set_options(plausibility="off"), pytest.raises(DataError) as exc:  # then the outputs
         emu.downscale(hot).load()
     one_line(exc, "implausible downscaled", "plausible range", 'on_implausible="warn"')
-    with warnings.catch_warnings(record=True) as caught:
+    with downscale.set_options(plausibility="off"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fine = emu.downscale(hot, on_implausible="warn").load()
     assert fine["tas"].shape[0] == 4
