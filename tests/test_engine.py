@@ -376,10 +376,10 @@ def test_train_resumes_its_own_checkpoint_refuses_another_and_cleans_up(tmp_path
 
     # another recipe, same output: refused, its checkpoint left alone
     with pytest.raises(CheckpointError, match="another recipe"):
-        run.train(_tiny_recipe(tmp_path, "seed: 1"), out, progress=False)
+        run.train(_tiny_recipe(tmp_path, "seed: 1"), out, progress=False, overwrite=True)
     # the same recipe (a run-time setting changed): resumes the finished run, then deletes the folder
     monkeypatch.undo()
-    again = run.train(_tiny_recipe(tmp_path, "seed: 0, num_workers: 0"), out, progress=False)
+    again = run.train(_tiny_recipe(tmp_path, "seed: 0, num_workers: 0"), out, progress=False, overwrite=True)
     assert not ckpt.exists()
     assert json.loads((out / "training_log.json").read_text()) == rows  # the history came from the checkpoint
     w1, w2 = load_bundle(first.bundle_path).weights, load_bundle(again.bundle_path).weights
