@@ -201,7 +201,7 @@ def psd_distance(pred: xr.DataArray, truth: xr.DataArray, mask: Mask = None) -> 
     valid = _valid_cells(truth, mask)
     sp = M.radial_psd(pred, mask=valid).values
     st = M.radial_psd(truth, mask=valid).values
-    # floored as RALSD is (../shared/METRICS.md): at 1e-6 of the truth's mean power
+    # floored as RALSD is (docs/metrics.md): at 1e-6 of the truth's mean power
     floor = max(M.SPECTRUM_FLOOR * float(np.nanmean(st)) if np.isfinite(st).any() else 0.0, 1e-300)
     with np.errstate(invalid="ignore", divide="ignore"):
         d = 10 * np.log10(np.maximum(sp, floor)) - 10 * np.log10(np.maximum(st, floor))

@@ -50,7 +50,7 @@ __all__ = [
     "wet_day_frequency_abs_bias",
 ]
 
-#: RALSD floors both spectra at this fraction of the step's mean truth power (``../shared/METRICS.md``, step 3)
+#: RALSD floors both spectra at this fraction of the step's mean truth power (``docs/metrics.md``, step 3)
 SPECTRUM_FLOOR = 1e-6
 
 #: a field: a DataArray with a ``time`` dimension and two spatial ones, or a numpy array ``(time, y, x)``
@@ -192,7 +192,7 @@ def wet_day_frequency_abs_bias(
 
 # --------------------------------------------------------------------------- spectra
 def _radial_bins(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
-    """Integer radial wavenumber of every fft2 coefficient, and the bins kept (``../shared/METRICS.md``).
+    """Integer radial wavenumber of every fft2 coefficient, and the bins kept (``docs/metrics.md``).
 
     The frequencies of both axes are scaled to the longer side, ``L = max(ny, nx)``:
     ``k = round(hypot(fy * L, fx * L))`` with ``fy, fx`` of ``np.fft.fftfreq`` (cycles per cell), so a bin is
@@ -276,7 +276,7 @@ def _db(spec: np.ndarray, floor: np.ndarray) -> np.ndarray:
 
 
 def ralsd(pred: Field, truth: Field, mask: Mask = None, *, dim: str = "time", reduce: str = "day") -> float:
-    """Radially averaged log-spectral distance, in dB (Harris et al. 2022), exactly as ``../shared/METRICS.md``.
+    """Radially averaged log-spectral distance, in dB (Harris et al. 2022), exactly as ``docs/metrics.md``.
 
     Valid cells are those where the truth is finite at every step (and ``mask`` allows); a NaN of the prediction
     at a valid cell is an error.  For each step:
