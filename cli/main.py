@@ -73,6 +73,21 @@ def _run(fn: Callable[[], Any], output: Path | None = None) -> Any:
         raise typer.Exit(1) from None
 
 
+def _number(text: str | None) -> Any:
+    """A number typed on the command line, as the library's option checks judge it (``1e20`` is a float they
+    refuse by name with the fix, not a usage box); text that is no number is passed on for the same checks."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _error(text: str) -> None:
     console.print(f"[bold red]error:[/] {' '.join(text.split())}", markup=True, highlight=False, soft_wrap=True)
 
@@ -172,19 +187,26 @@ def apply(
         str | None, typer.Option(help="Scenario for GHG forcing (default: the inputs' experiment).")
     ] = None,
     chunk_days: Annotated[
-        int | None, typer.Option(help="Days per chunk (default: the recipe's apply.chunk_days).")
+        str | None,
+        typer.Option(help="Days per chunk (default: the recipe's apply.chunk_days).", metavar="INTEGER"),
     ] = None,
     halo: Annotated[
-        float | None,
+        str | None,
         typer.Option(
-            help="Margin in degrees read around the domain (default: the recipe's apply.halo, else 2 coarse cells)."
+            metavar="FLOAT",
+            help="Margin in degrees read around the domain (default: the recipe's apply.halo, else 2 coarse cells).",
         ),
     ] = None,
-    members: Annotated[int | None, typer.Option(help="Ensemble members per day (a 'member' dimension).")] = None,
+    members: Annotated[
+        str | None, typer.Option(help="Ensemble members per day (a 'member' dimension).", metavar="INTEGER")
+    ] = None,
     mode: Annotated[str, typer.Option(help="mean or sample: how each head's prediction is read.")] = "mean",
     seed: Annotated[
-        int, typer.Option(help="Seed of the noise and samples (each chunk seeded from it and its start).")
-    ] = 0,
+        str,
+        typer.Option(
+            help="Seed of the noise and samples (each chunk seeded from it and its start).", metavar="INTEGER"
+        ),
+    ] = "0",
     scheduler: Annotated[
         str | None,
         typer.Option(
@@ -208,11 +230,11 @@ def apply(
             output,
             target_grid=target_grid,
             scenario=scenario,
-            chunk_days=chunk_days,
-            halo=halo,
-            members=members,
+            chunk_days=_number(chunk_days),
+            halo=_number(halo),
+            members=_number(members),
             mode=mode,
-            seed=seed,
+            seed=_number(seed),
             scheduler=scheduler,
             on_implausible=on_implausible,
             progress=_bar(progress),

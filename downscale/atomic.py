@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["TMP_GLOB", "atomic_path", "temporary_name", "write_atomic"]
+__all__ = ["TMP_GLOB", "atomic_path", "sha256_file", "temporary_name", "write_atomic"]
 
 #: matches every temporary name made by :func:`temporary_name`.
 TMP_GLOB = ".*.tmp-*"
@@ -53,3 +53,14 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     return path
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

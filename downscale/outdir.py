@@ -1,10 +1,13 @@
-"""The output contract of every verb that writes a folder (``train``, ``transfer``, ``evaluate``, ``regrid``).
+"""The output contract of every verb that writes a folder (``train``, ``transfer``, ``evaluate``, ``regrid``,
+``apply``).
 
 ``-o PATH`` must name a new path, an empty folder, or a folder this tool wrote: one that holds its marker
 ``.downscale-output.json`` (verb, times, status) -- a finished bundle folder is known by its ``MANIFEST.json``
 instead, as a bundle holds nothing its manifest does not list.  The same verb resumes its own
 unfinished folder without a flag; any other folder of ours (finished, or of another verb) is replaced only
-with ``--overwrite``.  Every other existing folder or file is refused before any work starts, and nothing of
+with ``--overwrite``.  ``apply`` *accumulates*: its folder (finished or not) takes further runs without a flag,
+as batch downscaling adds projections to one folder, and a file is replaced only when an earlier apply run wrote
+it under the same name.  Every other existing folder or file is refused before any work starts, and nothing of
 the user's is ever moved or deleted.  The place is probed for writability first, and a lock file
 ``.downscale-output.lock`` (created with O_EXCL, holding pid and host) refuses a second run into the same
 output.
@@ -18,7 +21,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,8 @@ def read_marker(folder: str | Path) -> dict[str, Any] | None:
         except OSError:
             bundle_id = None
         return {"tool": "downscale", "verb": "train", "status": "complete", "bundle_id": bundle_id}
+    if (folder / ".downscale-apply.log").is_file():  # an apply folder of an earlier version (no marker)
+        return {"tool": "downscale", "verb": "apply", "status": "running"}
     return None
 
 
@@ -113,9 +118,10 @@ def _probe(path: Path) -> None:
 
 
 def check_output(
-    path: str | Path, verb: str, *, overwrite: bool = False, bundle: bool = False
+    path: str | Path, verb: str, *, overwrite: bool = False, bundle: bool = False, accumulate: bool = False
 ) -> dict[str, Any] | None:
     """Refuse ``path`` unless the contract allows ``verb`` to write there (see the module); probe writability.
+    ``accumulate``: a finished folder of the same verb is reopened without ``--overwrite`` (``apply``).
     Returns the marker of an existing folder of ours, else None.  Reads no data and changes nothing."""
     path = Path(path)
     marker: dict[str, Any] | None = None
@@ -138,7 +144,7 @@ def check_output(
                 )
             done = marker.get("status") == "complete"
             other = marker.get("verb")
-            if not overwrite and (done or other != verb):
+            if not overwrite and (other != verb or (done and not accumulate)):
                 what = "finished" if done else "unfinished"
                 bid = f" (bundle {marker['bundle_id']})" if marker.get("bundle_id") else ""
                 raise OutputError(
@@ -210,14 +216,25 @@ class OutputFolder:
     holds nothing but its marker is removed again."""
 
     def __init__(
-        self, path: str | Path, verb: str, *, overwrite: bool = False, bundle: bool = False, enabled: bool = True
+        self,
+        path: str | Path,
+        verb: str,
+        *,
+        overwrite: bool = False,
+        bundle: bool = False,
+        enabled: bool = True,
+        accumulate: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.verb = verb
         self.overwrite = overwrite
         self.bundle = bundle
         self.enabled = enabled
+        self.accumulate = accumulate
+        self.warn = warn or logger.warning
         self.created = False
+        self.created_at: str | None = None
         self.held = False
         self.info = {
             "pid": os.getpid(),
@@ -234,13 +251,20 @@ class OutputFolder:
     def open(self) -> OutputFolder:
         if not self.enabled:
             return self
-        previous = check_output(self.path, self.verb, overwrite=self.overwrite, bundle=self.bundle)
+        previous = check_output(
+            self.path, self.verb, overwrite=self.overwrite, bundle=self.bundle, accumulate=self.accumulate
+        )
         if not self.path.exists():
             self.path.mkdir(parents=True)
             self.created = True
         self._acquire()
-        resumed = previous is not None and previous.get("verb") == self.verb and previous.get("status") != "complete"
-        self.write_marker("running", created=(previous or {}).get("created") if resumed else None)
+        resumed = (
+            previous is not None
+            and previous.get("verb") == self.verb
+            and (self.accumulate or previous.get("status") != "complete")
+        )
+        self.created_at = (previous or {}).get("created") if resumed else None
+        self.write_marker("running", created=self.created_at)
         return self
 
     def _acquire(self) -> None:
@@ -255,11 +279,9 @@ class OutputFolder:
                 except (OSError, ValueError):
                     other = {}
                 if other.get("host") == self.info["host"] and not _alive(int(other.get("pid", -1)), other.get("start")):
-                    logger.warning(
-                        "taking over the stale lock %s (pid %s, started %s, is no longer running)",
-                        self.lock_path,
-                        other.get("pid"),
-                        other.get("started", "?"),
+                    self.warn(
+                        f"taking over the stale lock {self.lock_path} (pid {other.get('pid')}, started "
+                        f"{other.get('started', '?')}, is no longer running)"
                     )
                     with contextlib.suppress(FileNotFoundError):
                         self.lock_path.unlink()
@@ -306,7 +328,7 @@ class OutputFolder:
         if self.bundle:
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        self.write_marker("complete", **extra)
+        self.write_marker("complete", created=self.created_at, **extra)
 
     def close(self, failed: bool = False) -> None:
         if self.held:

@@ -162,7 +162,10 @@ def test_hist_and_rcp85_give_separate_cf_outputs(reference, tiny_bundle):
         for v in ("pr", "tas")
         for e, d in (("historical", "19821201-19830129"), ("rcp85", "20801201-20810129"))
     ]
-    assert not [p for p in reference.iterdir() if p.name.startswith(".") and p.name != ".downscale-apply.log"]
+    assert sorted(p.name for p in reference.iterdir() if p.name.startswith(".")) == [
+        ".downscale-apply.log",
+        ".downscale-output.json",
+    ]
     emu = downscale.load(tiny_bundle)
     ds = _open(reference / names[0])
     pr = ds["pr"]
@@ -347,7 +350,7 @@ def test_killed_run_resumes_without_recomputing_and_identically(tmp_path, tiny_b
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     first = _log(out, "computed chunk")
-    assert (out / ".downscale-apply.lock").is_file()  # left behind by the killed run: stale
+    assert (out / ".downscale-output.lock").is_file()  # left behind by the killed run: stale
     finals = list(out.glob("*.nc"))  # the historical files may be written (by the writer thread) or not yet
     assert all("historical" in p.name and _open(p).sizes["time"] == DAYS for p in finals)
     warned: list[str] = []
@@ -358,7 +361,7 @@ def test_killed_run_resumes_without_recomputing_and_identically(tmp_path, tiny_b
     assert not set(second) & (set(first) | set(reused))  # nothing finished is computed again
     every = {f"CNRM-CM5_{e}_r1i1p1 {a}-{a + 30}" for e in ("historical", "rcp85") for a in (0, 30)}
     assert set(first) | set(second) | set(reused) == every and result.kept == (2 if len(finals) == 2 else 0)
-    assert not (out / ".downscale-apply.lock").exists() and not (out / ".downscale-work").exists()
+    assert not (out / ".downscale-output.lock").exists() and not (out / ".downscale-work").exists()
     _same(out, reference)
 
 
@@ -370,6 +373,34 @@ def test_second_run_keeps_finished_files(tmp_path, tiny_bundle, small, reference
     assert result.computed == 0 and result.kept == 4
 
 
+def test_a_file_of_the_users_under_an_output_name_is_never_replaced(tmp_path, tiny_bundle, small, reference):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    victim = sorted(out.glob("*.nc"))[0]
+    victim.write_bytes(b"my own analysis")  # the user's file, under the name this run would write
+    from downscale.errors import DownscaleError
+
+    with pytest.raises(DownscaleError, match="did not write has the name of an output"):
+        downscale_files(tiny_bundle, [small], out, chunk_days=30)
+    assert victim.read_bytes() == b"my own analysis"
+
+
+def test_a_finished_apply_folder_takes_another_run_and_is_marked(tmp_path, tiny_bundle, small):
+    import json
+
+    from downscale.outdir import MARKER
+
+    out = tmp_path / "out"
+    downscale_files(tiny_bundle, [small], out, chunk_days=60)
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["verb"] == "apply" and marker["status"] == "complete" and marker["files"] == 4
+    result = downscale_files(tiny_bundle, [small], out, chunk_days=60)  # the same batch again: nothing to do
+    assert result.kept == 4 and result.computed == 0
+    assert json.loads((out / MARKER).read_text())["created"] == marker["created"]
+
+
 def test_concurrent_run_is_refused_and_a_stale_lock_taken_over(tmp_path, tiny_bundle, small):
     import json
     import socket
@@ -378,10 +409,12 @@ def test_concurrent_run_is_refused_and_a_stale_lock_taken_over(tmp_path, tiny_bu
     out.mkdir()
     other = subprocess.Popen(["sleep", "60"])
     try:
-        lock = out / ".downscale-apply.lock"
-        lock.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": "earlier"}))
+        lock = out / ".downscale-output.lock"
+        lock.write_text(
+            json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": "earlier", "verb": "apply"})
+        )
         text = invoke("apply", tiny_bundle, small, "-o", out, "--no-progress", code=2)
-        assert "another 'downscale apply' is writing to this output folder" in text
+        assert "another 'downscale apply' is writing to this output" in text
         assert f"pid {other.pid}" in text and "Fix:" in text and not list(out.glob("*.nc"))
     finally:
         other.kill()
@@ -487,10 +520,13 @@ def test_error_monthly_inputs(tmp_path, tiny_bundle):
 def test_error_output_folder_not_writable(tmp_path, tiny_bundle, small):
     blocker = tmp_path / "file"
     blocker.write_text("x")
+    from downscale.errors import DownscaleError
+
     text = invoke("apply", tiny_bundle, small, "-o", blocker / "out", "--no-progress", code=2)
-    assert "output folder" in text and "Fix:" in text
-    with pytest.raises(DataError, match="output folder"):
+    assert "the output cannot be created: a file stands where a folder is needed" in text and "Fix:" in text
+    with pytest.raises(DownscaleError, match="the output exists and is a file"):
         downscale_files(tiny_bundle, [small], blocker)
+    assert blocker.read_text() == "x"
 
 
 def test_error_target_grid_mismatch(tmp_path, tiny_bundle, small):

@@ -77,23 +77,6 @@ class _Plan:
     outputs: list[tuple[store.OutputSpec, list[ChunkTask], int]] = field(default_factory=list)  # spec, todo, reused
 
 
-def _check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(
-            f"cannot create the output folder ({exc.strerror})", file=out_dir, fix="choose a writable -o folder"
-        ) from None
-    probe = out_dir / f".downscale-write-test-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise DataError(
-            f"the output folder is not writable ({exc.strerror})", file=out_dir, fix="choose a writable -o folder"
-        ) from None
-
-
 def downscale_files(
     bundle: str | Path,
     inputs: Sequence[str | Path],
@@ -126,6 +109,7 @@ def downscale_files(
     from downscale.data.io import expand_inputs, open_dataset
     from downscale.emulator import load
     from downscale.emulator.runtime import check_options
+    from downscale.outdir import OutputError, OutputFolder, check_output
 
     if on_implausible not in ("error", "warn"):
         raise DataError("unknown --on-implausible choice", found=on_implausible, expected="error or warn")
@@ -133,6 +117,7 @@ def downscale_files(
     opts = check_options(members=members, mode=mode, seed=seed, halo=halo, chunk_days=chunk_days, cli=True)
     members, seed = opts["members"], opts["seed"]
     warn = warn or logger.warning
+    check_output(out_dir, "apply", accumulate=True)  # a user's folder or file is refused before the bundle is read
     emu = load(bundle)
     bundle_path = Path(bundle).resolve()
     out_dir = Path(out_dir)
@@ -150,14 +135,14 @@ def downscale_files(
                 expected=emu.fine_grid.describe(),
                 fix="use an emulator trained for this grid, or regrid its output afterwards",
             )
-    _check_writable(out_dir)
-    projections = scan(expand_inputs(inputs), emu.predictors, emulator=emu, halo=halo)
-    for p in projections:
-        for note in p.notes:
-            warn(f"{p.name}: {note}; only the common days are downscaled")
 
-    result = ApplyResult()
-    with store.RunLock(out_dir, warn):
+    # the output contract (a new folder, or one that apply wrote; writable; one run at a time) before any input
+    with OutputFolder(out_dir, "apply", accumulate=True, warn=warn) as output:
+        projections = scan(expand_inputs(inputs), emu.predictors, emulator=emu, halo=halo)
+        for p in projections:
+            for note in p.notes:
+                warn(f"{p.name}: {note}; only the common days are downscaled")
+        result = ApplyResult()
         work = out_dir / store.WORK_NAME
         store.clean_tmp(work)
         options = {
@@ -178,12 +163,19 @@ def downscale_files(
                     if (out_dir / n).is_file() and store.run_id_of(out_dir / n) != plan.run_id
                 ]
                 for path in stale:
+                    if store.run_id_of(path) is None:  # not a file of ours: never replaced
+                        raise OutputError(
+                            "a file that downscale apply did not write has the name of an output of this run",
+                            file=path,
+                            fix="move it out of the output folder, or choose another -o",
+                        )
                     warn(f"replacing {path.name}: it was written by another run (other inputs, bundle or options)")
         _execute(emu, plans, out_dir, scheduler, on_implausible, progress, console, warn, result, on_chunk)
         for plan in plans:
             shutil.rmtree(work / plan.run_id, ignore_errors=True)
         if work.is_dir() and not any(work.iterdir()):
             work.rmdir()
+        output.finish(files=len(result))
     return result
 
 

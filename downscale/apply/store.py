@@ -4,7 +4,8 @@ Layout under the output folder ``OUTDIR``::
 
     OUTDIR/
       tas_EUR-44_CNRM-CM5_rcp85_r1i1p1_downscale-<emulator>_day_20060101-20151231.nc   final files only
-      .downscale-apply.lock          pid, host and start time of the run holding the folder (O_EXCL)
+      .downscale-output.json         the folder's marker (downscale.outdir: verb apply, status, times)
+      .downscale-output.lock         pid, host and start time of the run holding the folder (O_EXCL)
       .downscale-apply.log           one line per chunk computed or reused and per file written
       .downscale-work/<run>/<period>/c<start>-<stop>.npy   finished chunks (all targets), until assembled
 
@@ -22,8 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,117 +31,14 @@ from typing import Any
 import numpy as np
 
 from downscale.apply.sanity import plausible_bounds
-from downscale.atomic import TMP_GLOB, atomic_path, temporary_name, write_atomic
+from downscale.atomic import TMP_GLOB, atomic_path, sha256_file, temporary_name, write_atomic
 from downscale.bundle import BundleMeta
 from downscale.errors import DataError
 
-__all__ = ["RunLock", "assemble", "chunk_done", "domain_name", "output_name", "read_chunk_meta", "write_chunk"]
+__all__ = ["assemble", "chunk_done", "domain_name", "output_name", "read_chunk_meta", "write_chunk"]
 
-LOCK_NAME = ".downscale-apply.lock"
 LOG_NAME = ".downscale-apply.log"
 WORK_NAME = ".downscale-work"
-
-
-# ------------------------------------------------------------------------------------------- lock
-def _proc_start(pid: int) -> str | None:
-    """The start time of process ``pid`` in clock ticks since boot (Linux), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] == "Z" else fields[19]
-
-
-def _alive(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if Path("/proc").is_dir():
-        now = _proc_start(pid)
-        if now is None:  # zombie (killed, not yet reaped) or gone
-            return False
-        if start is not None and now != start:  # the pid was reused by another process
-            return False
-    return True
-
-
-class RunLock:
-    """One ``downscale apply`` per output folder: a lock file created with O_EXCL holding pid/host/start.
-
-    A lock whose process is gone (same host) is taken over with a warning; any other refuses the run."""
-
-    def __init__(self, out_dir: Path, warn: Callable[[str], None]) -> None:
-        self.path = Path(out_dir) / LOCK_NAME
-        self.warn = warn
-        self.held = False
-        self.info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "start": _proc_start(os.getpid()),
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-
-    def _read(self) -> dict[str, Any] | None:
-        for _ in range(10):
-            try:
-                return json.loads(self.path.read_text())
-            except FileNotFoundError:
-                return {}
-            except (OSError, ValueError):
-                time.sleep(0.05)  # being written right now
-        return None
-
-    def acquire(self) -> None:
-        for _ in range(5):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                other = self._read()
-                if other == {}:
-                    continue  # released meanwhile
-                if other is None or (
-                    other.get("host") == self.info["host"] and not _alive(int(other.get("pid", -1)), other.get("start"))
-                ):
-                    who = "an unreadable lock" if other is None else f"pid {other.get('pid')} on {other.get('host')}"
-                    self.warn(
-                        f"taking over the stale lock {self.path} ({who}, started {(other or {}).get('started', '?')}"
-                        f", is no longer running)"
-                    )
-                    with contextlib.suppress(FileNotFoundError):
-                        self.path.unlink()
-                    continue
-                raise DataError(
-                    "another 'downscale apply' is writing to this output folder",
-                    file=self.path.parent,
-                    found=f"pid {other.get('pid')} on host {other.get('host')}, started {other.get('started')}",
-                    fix=f"wait for it to finish or use another -o folder; if that run is dead, delete {self.path}",
-                ) from None
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(self.info))
-            self.held = True
-            return
-        raise DataError(
-            "could not take the lock of the output folder",
-            file=self.path,
-            fix="another run keeps taking it; use another -o folder",
-        )
-
-    def release(self) -> None:
-        if self.held and self._read() == self.info:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-        self.held = False
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def log_line(out_dir: Path, text: str) -> None:
@@ -157,23 +53,13 @@ def chunk_path(period_dir: Path, start: int, stop: int) -> Path:
     return Path(period_dir) / f"c{start:09d}-{stop:09d}.npy"
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_chunk(path: Path, y: np.ndarray, meta: dict[str, Any]) -> None:
     """Write a finished chunk atomically: the data to a hidden name, then its metadata (.json, with the sha256
     of the data file), then the data renamed to its final name (.npy), which marks it done."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(y, np.float32))
-        write_atomic(path.with_suffix(".json"), json.dumps({**meta, "sha256": _sha256(tmp)}))
+        write_atomic(path.with_suffix(".json"), json.dumps({**meta, "sha256": sha256_file(tmp)}))
 
 
 def chunk_done(path: Path, shape: tuple[int, ...], warn: Callable[[str], None] | None = None) -> bool:
@@ -199,7 +85,7 @@ def chunk_done(path: Path, shape: tuple[int, ...], warn: Callable[[str], None] |
         return bad("the data file is unreadable (truncated?)")
     if found != tuple(shape):
         return bad(f"shape {list(found)}, expected {list(shape)}")
-    if _sha256(path) != meta["sha256"]:
+    if sha256_file(path) != meta["sha256"]:
         return bad("its data do not match the checksum recorded when it was written (edited or truncated)")
     return True
 

@@ -20,7 +20,6 @@ or a bundle written by a newer format than this code reads, is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from downscale.atomic import sha256_file
 from downscale.bundle.meta import FORMAT_VERSION, BundleMeta, parse_manifest, parse_meta
 from downscale.errors import BundleError
 
@@ -60,14 +60,6 @@ class Bundle:
     id: str | None = None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_bundle(path: str | Path, bundle: Bundle) -> str:
     """Write ``bundle`` to the folder ``path`` atomically and return its id.
 
@@ -91,18 +83,19 @@ def save_bundle(path: str | Path, bundle: Bundle) -> str:
         if bundle.optimizer:
             save_torch({k: v.detach().cpu().contiguous() for k, v in bundle.optimizer.items()}, str(tmp / _OPTIMIZER))
             files = (*_FILES, _OPTIMIZER)
-        manifest = {name: _sha256(tmp / name) for name in files}
+        manifest = {name: sha256_file(tmp / name) for name in files}
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        bundle_id = _sha256(tmp / _MANIFEST)[:16]
+        bundle_id = sha256_file(tmp / _MANIFEST)[:16]
+        # the previous bundle (the caller checked that the folder is one of ours) steps aside for the rename;
+        # one left by a run killed between the two renames is removed once the new bundle is in place
+        old = path.with_name(f".{path.name}.old")
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
             if old.exists():
                 shutil.rmtree(old)
             os.replace(path, old)
-            os.replace(tmp, path)
+        os.replace(tmp, path)
+        if old.exists():
             shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -161,7 +154,7 @@ def load_bundle(path: str | Path, *, map_location: str = "cpu") -> Bundle:
         file = path / name
         if not file.is_file():
             raise BundleError("bundle file is missing", file=file, fix="copy the whole bundle folder")
-        if manifest.get(name) != _sha256(file):
+        if manifest.get(name) != sha256_file(file):
             raise BundleError(
                 "bundle file was modified after the bundle was written (checksum mismatch)",
                 file=file,
@@ -179,5 +172,5 @@ def load_bundle(path: str | Path, *, map_location: str = "cpu") -> Bundle:
     except (SafetensorError, OSError) as exc:
         raise BundleError(f"unreadable safetensors file ({exc})", file=path, fix="re-create the bundle") from None
     return Bundle(
-        meta=meta, weights=weights, arrays=arrays, optimizer=optimizer, path=path, id=_sha256(manifest_path)[:16]
+        meta=meta, weights=weights, arrays=arrays, optimizer=optimizer, path=path, id=sha256_file(manifest_path)[:16]
     )

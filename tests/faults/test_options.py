@@ -45,12 +45,31 @@ def test_apply_memory_estimate(tmp_path, tiny_bundle, root, monkeypatch):
     assert "not enough memory" in text and "GiB available" in text and "--chunk-days" in text
 
 
-@pytest.mark.parametrize("args", [["--halo", "nan"], ["--chunk-days", "0"], ["--members", "100000"]])
-def test_apply_cli(tmp_path, tiny_bundle, root, args):
+@pytest.mark.parametrize(
+    ("args", "part"),
+    [
+        (["--halo", "nan"], "--halo"),
+        (["--halo", "inf"], "--halo"),
+        (["--halo", "wide"], "--halo"),
+        (["--chunk-days", "0"], "--chunk-days"),
+        (["--chunk-days", "2.5"], "--chunk-days"),
+        (["--members", "100000"], "not enough memory"),
+        (["--members", "1e5"], "--members"),
+        (["--seed", "1e20"], "--seed"),
+        (["--seed", "-1"], "--seed"),
+        (["--mode", "median"], "--mode"),
+    ],
+)
+def test_apply_cli(tmp_path, tiny_bundle, root, args, part):
+    """Our one line naming the option and the fix (exit 2), not Typer's usage box, and nothing written."""
+    out = tmp_path / "o"
     result = CliRunner().invoke(
-        app, ["apply", str(tiny_bundle), *[str(root / p) for p in INPUTS], "-o", str(tmp_path / "o"), *args]
+        app, ["apply", str(tiny_bundle), *[str(root / p) for p in INPUTS], "-o", str(out), *args]
     )
-    assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "error:" in text and "Traceback" not in text, result.output
+    assert part in text and "Fix:" in text and "Usage:" not in text, result.output
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

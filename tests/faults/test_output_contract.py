@@ -1,4 +1,4 @@
-"""The output contract of train, transfer, evaluate and regrid (downscale.outdir): a user's folder or file is
+"""The output contract of train, transfer, evaluate, regrid and apply (downscale.outdir): a user's folder or file is
 refused before any work with one line and left byte-identical; our own folder resumes or is replaced with
 --overwrite; a second run into a locked output is refused; a read-only place is refused before the work."""
 
@@ -52,13 +52,14 @@ def _commands(out: Path) -> dict[str, list]:
         "transfer": ["transfer", ROOT / "no-such-bundle", TRANSFER, "-o", out, "--no-progress"],
         "evaluate": ["evaluate", ROOT / "no-such-config.yaml", "-o", out, "--no-progress"],
         "regrid": ["regrid", *inputs, "--grid", grid, "-o", out],
+        "apply": ["apply", ROOT / "no-such-bundle", *inputs, "-o", out, "--no-progress"],
     }
 
 
-@pytest.mark.parametrize("verb", ["train", "transfer", "evaluate", "regrid"])
+@pytest.mark.parametrize("verb", ["train", "transfer", "evaluate", "regrid", "apply"])
 def test_a_users_folder_is_refused_before_any_work_and_left_untouched(tmp_path, verb):
     folder, files = _user_folder(tmp_path)
-    for flags in ([], ["--overwrite"]):
+    for flags in _flags(verb):
         text = invoke(*_commands(folder)[verb], *flags, code=2)
         assert text.startswith("error:") and str(folder) in text, text
         assert "holds files downscale did not write" in text and "notes.txt" in text, text
@@ -68,11 +69,15 @@ def test_a_users_folder_is_refused_before_any_work_and_left_untouched(tmp_path, 
     assert not list(tmp_path.glob(".*"))  # nothing hidden beside it either
 
 
-@pytest.mark.parametrize("verb", ["train", "transfer", "evaluate", "regrid"])
+def _flags(verb: str) -> tuple[list[str], ...]:
+    return ([],) if verb == "apply" else ([], ["--overwrite"])  # apply accumulates: it has no --overwrite
+
+
+@pytest.mark.parametrize("verb", ["train", "transfer", "evaluate", "regrid", "apply"])
 def test_an_existing_file_is_refused_and_not_moved(tmp_path, verb):
     path = tmp_path / "result.nc"
     path.write_bytes(b"precious")
-    for flags in ([], ["--overwrite"]):
+    for flags in _flags(verb):
         text = invoke(*_commands(path)[verb], *flags, code=2)
         assert f"error: {path}: the output exists and is a file" in text, text
         assert path.read_bytes() == b"precious"
