@@ -98,7 +98,9 @@ def _probe(path: Path) -> None:
     while not where.exists() and where != where.parent:
         where = where.parent
     if not where.is_dir():
-        raise OutputError("the output cannot be created: a file stands where a folder is needed", file=where, fix=FIX)
+        raise OutputError(
+            "the output folder cannot be created: a file stands where a folder is needed", file=where, fix=FIX
+        )
     probe = where / f".downscale-probe-{socket.gethostname()}-{os.getpid()}"
     try:
         fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -26,7 +26,7 @@ from downscale.apply.inputs import parse_drs
 from downscale.cli.main import app
 from downscale.data.grids import Grid
 from downscale.data.region import check_covers, subset_region
-from downscale.errors import DataError, GridMismatchError
+from downscale.errors import GridMismatchError
 
 ROOT = Path(__file__).resolve().parents[1]
 CMIP5 = ROOT / "examples" / "data" / "iberia" / "cmip5"
@@ -523,7 +523,7 @@ def test_error_output_folder_not_writable(tmp_path, tiny_bundle, small):
     from downscale.errors import DownscaleError
 
     text = invoke("apply", tiny_bundle, small, "-o", blocker / "out", "--no-progress", code=2)
-    assert "the output cannot be created: a file stands where a folder is needed" in text and "Fix:" in text
+    assert "the output folder cannot be created: a file stands where a folder is needed" in text and "Fix:" in text
     with pytest.raises(DownscaleError, match="the output exists and is a file"):
         downscale_files(tiny_bundle, [small], blocker)
     assert blocker.read_text() == "x"
@@ -641,3 +641,30 @@ def test_output_domain_comes_from_the_target_files(tiny_bundle, ncep_bundle):
     assert any("EUR-44" in str(f) for f in eobs.meta.provenance["files"])
     assert domain_name(eobs.meta, eobs.fine_grid.id) == f"grid-{eobs.fine_grid.id[:8]}"
     assert domain_name(eobs.meta.model_copy(update={"domain": "Iberia 0.5"}), eobs.fine_grid.id) == "Iberia-0.5"
+
+
+@pytest.mark.parametrize("fault", ["negative_pr", "degc_as_k", "duplicate_day"])
+def test_implausible_inputs_stop_apply_with_one_line_and_no_output(tmp_path, tiny_bundle, fault):
+    """Issue 12 through the CLI: what `apply` once accepted silently (pr all zero, tas shifted; a day dropped)
+    is one line naming the file, the variable and the date, exit 2, and no output folder is left."""
+    folder = _small(tmp_path / "in", experiments=("historical",))
+    var = "pr" if fault == "negative_pr" else "tas"
+    path = folder / _src(var).name
+    ds = _open(path)
+    if fault == "negative_pr":
+        ds["pr"][3, 2, 2] = -5e-5
+        what = ["negative precipitation", "variable 'pr'", "1982-12-04"]
+    elif fault == "degc_as_k":
+        ds["tas"] = (ds["tas"] - 273.15).assign_attrs(ds["tas"].attrs)
+        what = ["variable 'tas'", "°C labelled 'K'?"]
+    else:
+        ds = xr.concat([ds.isel(time=slice(0, 8)), ds.isel(time=[7]), ds.isel(time=slice(8, None))], "time")
+        what = ["duplicate time stamp", "1982-12-08"]
+    path.unlink()
+    _write(ds, path)
+    out = tmp_path / "out"
+    text = invoke("apply", tiny_bundle, folder, "-o", out, "--no-progress", code=2)
+    assert text.startswith("error:") and path.name in text and "Fix:" in text, text
+    for part in what:
+        assert part in text, text
+    assert not out.exists()

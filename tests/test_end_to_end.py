@@ -93,7 +93,10 @@ def test_apply_real_gcm_writes_cf_files(tmp_path, trained_bundle, iberia):
     files = sorted(p.name for p in out.glob("*.nc"))
     assert len(files) == 4  # tas and pr, historical and rcp85
     assert all(f.split("_")[0] in ("tas", "pr") for f in files)
-    assert [p.name for p in out.glob(".*")] == [".downscale-apply.log"]  # no partial files, no work folder, no lock
+    assert sorted(p.name for p in out.glob(".*")) == [
+        ".downscale-apply.log",
+        ".downscale-output.json",
+    ]  # no partial files, no work folder, no lock
     emu = downscale.load(trained_bundle)
     (hist_pr,) = out.glob("pr_EUR-44_CNRM-CM5_historical_r1i1p1_*.nc")
     ds = xr.open_dataset(hist_pr, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True))
