@@ -89,12 +89,13 @@ def save_bundle(path: str | Path, bundle: Bundle) -> str:
         # the previous bundle (the caller checked that the folder is one of ours) steps aside for the rename;
         # one left by a run killed between the two renames is removed once the new bundle is in place
         old = path.with_name(f".{path.name}.old")
-        if path.exists():
+        moved = path.exists()
+        if moved:
             if old.exists():
                 shutil.rmtree(old)
             os.replace(path, old)
         os.replace(tmp, path)
-        if old.exists():
+        if moved or (old.is_dir() and (old / _MANIFEST).is_file()):  # ours: never a user's folder
             shutil.rmtree(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
