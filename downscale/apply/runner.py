@@ -109,7 +109,7 @@ def downscale_files(
     from downscale.data.io import expand_inputs, open_dataset
     from downscale.emulator import load
     from downscale.emulator.runtime import check_options
-    from downscale.outdir import OutputError, OutputFolder, check_output
+    from downscale.outdir import OutputError, OutputFolder
 
     if on_implausible not in ("error", "warn"):
         raise DataError("unknown --on-implausible choice", found=on_implausible, expected="error or warn")
@@ -117,27 +117,26 @@ def downscale_files(
     opts = check_options(members=members, mode=mode, seed=seed, halo=halo, chunk_days=chunk_days, cli=True)
     members, seed = opts["members"], opts["seed"]
     warn = warn or logger.warning
-    check_output(out_dir, "apply", accumulate=True)  # a user's folder or file is refused before the bundle is read
-    emu = load(bundle)
-    bundle_path = Path(bundle).resolve()
     out_dir = Path(out_dir)
-    chunk_days = opts["chunk_days"] if opts["chunk_days"] is not None else int(emu.meta.apply.chunk_days)
-    halo = emu.default_halo() if opts["halo"] is None else opts["halo"]
-    # one chunk in memory at a time (the next one's predictors are read meanwhile): refuse what cannot fit
-    emu.check_memory(chunk_days * steps_per_day(emu.meta.frequency), members, cli=True, what=" for one chunk")
-    if target_grid is not None:
-        grid = Grid.from_dataset(open_dataset(target_grid), file=target_grid)
-        if grid.id != emu.fine_grid.id:
-            raise GridMismatchError(
-                "the target grid does not match the emulator's fine grid",
-                file=target_grid,
-                found=grid.describe(),
-                expected=emu.fine_grid.describe(),
-                fix="use an emulator trained for this grid, or regrid its output afterwards",
-            )
-
-    # the output contract (a new folder, or one that apply wrote; writable; one run at a time) before any input
+    # the output contract (a new path, or a folder that apply wrote; writable; one run at a time) before the
+    # bundle or any input is read: a user's folder or file is refused, a folder this run made is removed on error
     with OutputFolder(out_dir, "apply", accumulate=True, warn=warn) as output:
+        emu = load(bundle)
+        bundle_path = Path(bundle).resolve()
+        chunk_days = opts["chunk_days"] if opts["chunk_days"] is not None else int(emu.meta.apply.chunk_days)
+        halo = emu.default_halo() if opts["halo"] is None else opts["halo"]
+        # one chunk in memory at a time (the next one's predictors are read meanwhile): refuse what cannot fit
+        emu.check_memory(chunk_days * steps_per_day(emu.meta.frequency), members, cli=True, what=" for one chunk")
+        if target_grid is not None:
+            grid = Grid.from_dataset(open_dataset(target_grid), file=target_grid)
+            if grid.id != emu.fine_grid.id:
+                raise GridMismatchError(
+                    "the target grid does not match the emulator's fine grid",
+                    file=target_grid,
+                    found=grid.describe(),
+                    expected=emu.fine_grid.describe(),
+                    fix="use an emulator trained for this grid, or regrid its output afterwards",
+                )
         projections = scan(expand_inputs(inputs), emu.predictors, emulator=emu, halo=halo)
         for p in projections:
             for note in p.notes:
@@ -157,13 +156,10 @@ def downscale_files(
         plans = [_plan(emu, bundle_path, p, out_dir, options, on_implausible, result, warn) for p in projections]
         for plan in plans:
             for spec, _, _ in plan.outputs:
-                stale = [
-                    out_dir / n
-                    for n in spec.names.values()
-                    if (out_dir / n).is_file() and store.run_id_of(out_dir / n) != plan.run_id
-                ]
-                for path in stale:
-                    if store.run_id_of(path) is None:  # not a file of ours: never replaced
+                for path in (out_dir / n for n in spec.names.values()):
+                    if not path.is_file() or (run_id := store.run_id_of(path)) == plan.run_id:
+                        continue
+                    if run_id is None:  # not a file of ours: never replaced
                         raise OutputError(
                             "a file that downscale apply did not write has the name of an output of this run",
                             file=path,
